@@ -1,0 +1,1 @@
+"""Interchangeable LSTM kernels with one weight layout (imported as lstmcore.kernels)."""
