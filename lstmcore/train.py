@@ -1,0 +1,527 @@
+"""The host training loop: ``lstmcore.train(model, data, ...) -> History``.
+
+Reads top to bottom: check every option and the data (before any step runs or any file is
+written), build the compiled step, then loop. The step returns tensors; the loop keeps them
+until a flush (every ``flush_every`` steps or once a second), then fetches them in one go and
+hands them to the TensorBoard writer, the history and the progress bar, so logging every step
+never forces a device-to-host sync per step. Validation, checkpoints and the non-finite-step
+policy run at step boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lstmcore import clipping, runs, schedules
+from lstmcore.cudnn_report import cudnn_report
+from lstmcore.history import STEP_KEYS, History, HistoryBuilder
+from lstmcore.inputs import prepare
+from lstmcore.step import make_eval_step, make_train_step
+from lstmcore.writer import RunWriter, tag_regex
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+ON_NONFINITE = ("stop", "restore")
+FAULT_NAMES = ((1, "loss"), (2, "gradients"), (4, "inputs"), (8, "targets"))
+PER_STEP_TAGS = (
+    ("loss", "train/loss"),
+    ("learning_rate", "train/learning_rate"),
+    ("grad_norm_before_clip", "grad_norm/global_before_clip"),
+    ("grad_norm_after_clip", "grad_norm/global_after_clip"),
+    ("clipped", "clip/clipped"),
+    ("clip_fraction", "clip/fraction"),
+    ("skipped", "train/skipped_nonfinite"),
+)
+
+
+class NonFiniteError(RuntimeError):
+    """Training stopped because steps kept producing non-finite values."""
+
+
+def _positive_int(name, value, *, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def _make_loss(loss):
+    if callable(loss):
+        return loss
+    try:
+        return keras.losses.get(loss)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"loss must be a Keras loss name (e.g. 'mse', 'mae', 'huber') or a callable; got {loss!r}"
+        ) from None
+
+
+def _make_optimizer(optimizer, learning_rate):
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        for option in ("clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(optimizer, option, None) is not None:
+                raise ValueError(
+                    f"optimizer has {option}={getattr(optimizer, option)}; use train(clip=..., "
+                    "clip_norm=...) instead (Keras clips before cross-replica aggregation and "
+                    "does not report the norm)"
+                )
+        return optimizer
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS} or a Keras optimizer; got {optimizer!r}")
+    return keras.optimizers.get({"class_name": optimizer.lower(), "config": {"learning_rate": learning_rate}})
+
+
+def _model_signature(model) -> list:
+    return [[v.path, list(v.shape)] for v in model.weights]
+
+
+def train(
+    model: keras.Model,
+    data,
+    *,
+    validation_data=None,
+    loss="mse",
+    optimizer="adam",
+    learning_rate: float = 1e-3,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    seed: int | None = 0,
+    warmup_steps: int | None = None,
+    warmup_fraction: float | None = None,
+    warmup: str = "linear",
+    decay="constant",
+    end_learning_rate: float | None = None,
+    clip: str | None = "global_norm",
+    clip_norm: float = 1.0,
+    clip_groups: dict | None = None,
+    logdir: str | None = "runs",
+    run_name: str | None = None,
+    log_every: int = 1,
+    flush_every: int = 100,
+    validate_every: int | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 3,
+    resume: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
+    progress: bool = True,
+    max_consecutive_skips: int = 10,
+    on_nonfinite: str = "stop",
+    hparams: dict | None = None,
+) -> History:
+    """Trains ``model`` on ``data`` with a compiled step and returns what it measured.
+
+    Args:
+      model: a Keras model (built or not) mapping ``[B, T, F]`` inputs to predictions. Under a
+        ``strategy``, create it inside ``strategy.scope()``.
+      data: ``(inputs [N, T, F], targets [N] | [N, K] | [N, H, K])`` NumPy arrays, or a
+        ``tf.data.Dataset`` of such batches.
+      validation_data: the same kinds, optional; evaluated every ``validate_every`` steps and
+        at the end.
+      loss: a Keras loss name or a callable ``(targets, predictions) -> per-sample losses``.
+      optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"``, ``"rmsprop"``, ``"nadam"``, or a
+        Keras optimizer (with no ``clipnorm``: use ``clip``).
+      learning_rate: the peak learning rate (the rate after warmup).
+      epochs: passes over the data (default 1 when ``steps`` is not given).
+      steps: the total number of optimizer steps, warmup included; overrides ``epochs``.
+      batch_size: batch size for arrays (a dataset brings its own).
+      shuffle: shuffle arrays every epoch.
+      seed: shuffle seed.
+      warmup_steps: linear warmup length in steps (or ``warmup_fraction`` of the run).
+      warmup_fraction: warmup length as a fraction of ``steps``.
+      warmup: ``"linear"`` or ``"exponential"``.
+      decay: what follows warmup: ``"constant"``, ``"linear"``, ``"cosine"``,
+        ``"exponential"``, ``"inverse_sqrt"``, a Keras ``LearningRateSchedule`` or a callable.
+      end_learning_rate: the rate at the last step for decaying schedules.
+      clip: ``"global_norm"`` (default), ``"per_variable_norm"``, ``"value"``, ``"adaptive"``
+        (Brock et al. 2021; ``clip_norm`` is then the gradient-to-weight ratio), or None
+        (no clipping; norms are still measured and logged).
+      clip_norm: the clipping threshold.
+      clip_groups: separate thresholds per group of variables, ``{path regex: threshold}``,
+        e.g. ``{"recurrent_kernel": 0.5}``.
+      logdir: parent directory of the run directories; None writes nothing (no TensorBoard
+        events, no checkpoints).
+      run_name: the run directory's name (default: a new timestamped one).
+      log_every: write per-step scalars every this many steps (all steps are still recorded
+        in the returned History).
+      flush_every: fetch and write the buffered per-step values at least this often.
+      validate_every: steps between validations (default: once per epoch when the data's size
+        is known, else ten times per run).
+      checkpoint_every: steps between checkpoints (default: as ``validate_every``).
+      keep_checkpoints: how many checkpoints to keep.
+      resume: continue the run named ``run_name`` (or the newest run in ``logdir``) from its
+        latest checkpoint; its configuration must match.
+      strategy: a ``tf.distribute`` strategy; gradients are aggregated across replicas before
+        they are clipped.
+      progress: show a progress bar.
+      max_consecutive_skips: non-finite steps in a row before ``on_nonfinite`` acts.
+      on_nonfinite: ``"stop"`` (raise ``NonFiniteError`` naming the step, batch and what was
+        not finite) or ``"restore"`` (reload the last checkpoint and halve the learning rate,
+        at most three times).
+      hparams: extra hyperparameters to record in TensorBoard's HParams.
+
+    Returns:
+      A :class:`lstmcore.history.History`.
+
+    Raises:
+      ValueError: for bad options or data, before any step runs and before anything is
+        written.
+      NonFiniteError: when steps keep producing non-finite values and ``on_nonfinite="stop"``.
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a keras.Model; got {type(model).__name__}")
+    loss_fn = _make_loss(loss)
+    batch_size = _positive_int("batch_size", batch_size)
+    log_every = _positive_int("log_every", log_every)
+    flush_every = _positive_int("flush_every", flush_every)
+    keep_checkpoints = _positive_int("keep_checkpoints", keep_checkpoints)
+    max_consecutive_skips = _positive_int("max_consecutive_skips", max_consecutive_skips)
+    epochs = _positive_int("epochs", epochs, allow_none=True)
+    steps = _positive_int("steps", steps, allow_none=True)
+    validate_every = _positive_int("validate_every", validate_every, allow_none=True)
+    checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}; got {on_nonfinite!r}")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
+        math.isfinite(learning_rate) and learning_rate > 0
+    ):
+        raise ValueError(f"learning_rate must be a finite number > 0; got {learning_rate!r}")
+    clipping.check_clip_options(clip, clip_norm, clip_groups)
+    if logdir is not None:
+        logdir = os.fspath(logdir)
+        runs.check_logdir(logdir)
+    elif resume:
+        raise ValueError("resume=True needs a logdir to find the run in; got logdir=None")
+
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    train_data = prepare(data, name="data", batch_size=batch_size * replicas, shuffle=shuffle, seed=seed, repeat=True)
+    val_data = (
+        None
+        if validation_data is None
+        else prepare(validation_data, name="validation_data", batch_size=batch_size * replicas, shuffle=False, seed=None, repeat=False)
+    )
+    if steps is None:
+        if train_data.batches_per_epoch is None:
+            raise ValueError(
+                "the size of data is unknown (a generator or filtered dataset); pass steps=N"
+            )
+        steps = (epochs or 1) * train_data.batches_per_epoch
+    per_epoch = train_data.batches_per_epoch
+    validate_every = validate_every or per_epoch or max(steps // 10, 1)
+    checkpoint_every = checkpoint_every or validate_every
+
+    schedule_config = {
+        "learning_rate": learning_rate,
+        "warmup_steps": warmup_steps,
+        "warmup_fraction": warmup_fraction,
+        "warmup": warmup,
+        "decay": decay if isinstance(decay, str) else type(decay).__name__,
+        "end_learning_rate": end_learning_rate,
+        "total_steps": steps,
+    }
+    scheduled = warmup_steps or warmup_fraction or decay != "constant"
+    lr_scale = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="lstmcore_lr_scale")
+    if scheduled:
+        if isinstance(optimizer, keras.optimizers.Optimizer):
+            raise ValueError(
+                "warmup/decay options need lstmcore to create the optimizer: pass optimizer as a "
+                f"name {OPTIMIZERS}, or give your optimizer a learning-rate schedule yourself"
+            )
+        base = schedules.warmup_schedule(
+            learning_rate,
+            total_steps=steps,
+            warmup_steps=warmup_steps,
+            warmup_fraction=warmup_fraction,
+            warmup=warmup,
+            decay=decay,
+            end_value=end_learning_rate,
+        )
+    else:
+        base = schedules.constant(float(learning_rate))
+    lr_schedule = schedules.as_keras_schedule(lambda s: base(s) * lr_scale, schedule_config)
+
+    with strategy.scope():
+        optimizer = _make_optimizer(
+            optimizer, lr_schedule if not isinstance(optimizer, keras.optimizers.Optimizer) else None
+        )
+    _build_and_check(model, train_data, loss_fn)
+    with strategy.scope():
+        optimizer.build(model.trainable_variables)
+    if not model.trainable_variables:
+        raise ValueError("model has no trainable variables; nothing to train")
+
+    config = {
+        "model": _model_signature(model),
+        "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__),
+        "optimizer": optimizer.__class__.__name__,
+        "batch_size": batch_size,
+        "shuffle": shuffle,
+        "seed": seed,
+        "clip": clip,
+        "clip_norm": clip_norm,
+        "clip_groups": clip_groups,
+        "input_shape": list(train_data.input_shape),
+        "num_samples": train_data.num_samples,
+        "replicas": replicas,
+        **schedule_config,
+    }
+    run_dir, resuming = (None, False)
+    if logdir is not None:
+        run_dir, resuming = runs.choose_run_dir(logdir, run_name, config, resume)
+        if resume and not resuming and progress:
+            print(f"lstmcore: no run to resume in {logdir!r}; starting {run_dir}")
+
+    # Everything was checked: from here on, work and writes.
+    train_step, series = make_train_step(
+        model, optimizer, loss_fn, clip=clip, clip_norm=clip_norm, clip_groups=clip_groups, strategy=strategy
+    )
+    eval_step = make_eval_step(model, loss_fn, strategy)
+    if replicas > 1:
+        dataset = strategy.experimental_distribute_dataset(train_data.dataset)
+    else:
+        dataset = train_data.dataset
+    iterator = iter(dataset)
+
+    kernels = [k.to_dict() for k in cudnn_report(model)]
+    checkpoints = writer = None
+    if run_dir is not None:
+        os.makedirs(run_dir, exist_ok=True)
+        runs.write_manifest(run_dir, config)
+        checkpoints = runs.Checkpoints(
+            os.path.join(run_dir, "checkpoints"),
+            keep_checkpoints,
+            model=model,
+            optimizer=optimizer,
+            iterator=iterator,
+            lr_scale=lr_scale,
+            seeds=_seed_states(model),
+        )
+        if resuming and checkpoints.latest:
+            restored = checkpoints.restore_latest()
+            if progress:
+                print(f"lstmcore: resumed {restored} at step {int(optimizer.iterations.numpy())}")
+    start_step = int(optimizer.iterations.numpy())
+
+    tags = [tag for _, tag in PER_STEP_TAGS] + [s.tag for s in series]
+    if run_dir is not None:
+        writer = RunWriter(run_dir, tags)
+        if not resuming:
+            writer.write_hparams({**_flat_hparams(config), **(hparams or {})}, ["train/loss", "val/loss"])
+            writer.write_layout(_layout(series))
+            writer.write_text("kernels", _kernels_markdown(kernels), step=0)
+    if progress:
+        for k in kernels:
+            print(f"lstmcore: layer {k['layer']} ({k['layer_class']}): {k['reason']}")
+        if run_dir is not None:
+            print(f"lstmcore: logging to {run_dir}  (tensorboard --logdir {logdir})")
+
+    builder = HistoryBuilder([s.tag for s in series])
+    bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "grad_norm", "lr", "steps/s"]) if progress else None
+    pending: list[dict] = []
+    state = {"last_flush": time.monotonic(), "last_step": start_step, "consecutive": 0, "first_skip": None, "restores": 0}
+    stop_requested = {"signal": None}
+
+    def on_sigterm(signum, frame):
+        stop_requested["signal"] = signum
+
+    previous_handler = _install_sigterm(on_sigterm)
+
+    def flush():
+        if not pending:
+            return
+        values = {key: np.stack([m[key].numpy() for m in pending]) for key in (*STEP_KEYS, "fault", "layer_grad_norms")}
+        pending.clear()
+        fraction = builder.add(values)
+        columns = {**values, "clip_fraction": fraction}
+        if writer is not None:
+            rows = values["step"] % log_every == 0
+            table = np.concatenate(
+                [np.stack([columns[key] for key, _ in PER_STEP_TAGS], axis=1), values["layer_grad_norms"]], axis=1
+            )
+            writer.write_scalars(values["step"][rows], table[rows])
+        _check_nonfinite(values, state, max_consecutive_skips)
+        now = time.monotonic()
+        last_step = int(values["step"][-1]) + 1
+        rate = (last_step - state["last_step"]) / max(now - state["last_flush"], 1e-9)
+        state["last_flush"], state["last_step"] = now, last_step
+        if writer is not None:
+            writer.write_scalar("train/steps_per_second", rate, last_step)
+        if bar is not None:
+            bar.update(
+                last_step,
+                values=[
+                    ("loss", float(values["loss"][-1])),
+                    ("grad_norm", float(values["grad_norm_before_clip"][-1])),
+                    ("lr", float(values["learning_rate"][-1])),
+                    ("steps/s", rate),
+                ],
+            )
+
+    def validate(step_now):
+        if val_data is None:
+            return
+        total = count = 0.0
+        for inputs, targets in val_data.dataset:
+            batch_total, batch_count = eval_step(inputs, targets)
+            total += float(batch_total)
+            count += float(batch_count)
+        val_loss = total / max(count, 1.0)
+        builder.add_validation(step_now, val_loss)
+        if writer is not None:
+            writer.write_scalar("val/loss", val_loss, step_now)
+
+    stopped = None
+    try:
+        step_now = start_step
+        while step_now < steps:
+            try:
+                pending.append(train_step(iterator))
+            except tf.errors.OutOfRangeError:
+                raise ValueError("data yielded no batch; it must not be empty") from None
+            step_now += 1
+            if len(pending) >= flush_every or time.monotonic() - state["last_flush"] >= 1.0:
+                try:
+                    flush()
+                except NonFiniteError:
+                    if on_nonfinite == "stop" or checkpoints is None or checkpoints.latest is None or state["restores"] >= 3:
+                        raise
+                    state["restores"] += 1
+                    checkpoints.restore_latest()
+                    lr_scale.assign(lr_scale * 0.5)
+                    step_now = int(optimizer.iterations.numpy())
+                    state["consecutive"], state["first_skip"] = 0, None
+                    if progress:
+                        print(f"\nlstmcore: non-finite steps; restored step {step_now}, learning rate halved")
+                    continue
+            boundary = step_now == steps
+            if step_now % validate_every == 0 or boundary:
+                flush()
+                validate(step_now)
+            if checkpoints is not None and (step_now % checkpoint_every == 0 or boundary):
+                flush()
+                checkpoints.save(step_now)
+            if stop_requested["signal"] is not None and step_now < steps:
+                flush()
+                if checkpoints is not None:
+                    checkpoints.save(step_now)
+                stopped = f"stopped by signal {stop_requested['signal']} at step {step_now}; resume with resume=True"
+                break
+        flush()
+    finally:
+        _restore_sigterm(previous_handler)
+        if writer is not None:
+            writer.flush()
+            writer.close()
+    if bar is not None:
+        print()
+    return builder.build(run_dir=run_dir, params=config, kernels=kernels, stopped=stopped)
+
+
+def _build_and_check(model, train_data, loss_fn) -> None:
+    inputs, targets = next(iter(train_data.dataset.take(1)))
+    try:
+        predictions = model(inputs[:2], training=False)
+    except Exception as error:  # noqa: BLE001 - the model's own message is the useful part
+        raise ValueError(
+            f"model could not be called on inputs of shape {tuple(inputs.shape)} "
+            f"[batch, time, features]: {error}"
+        ) from None
+    if tuple(predictions.shape[1:]) != tuple(targets.shape[1:]):
+        raise ValueError(
+            f"targets have shape {tuple(targets.shape[1:])} per sample but the model predicts "
+            f"{tuple(predictions.shape[1:])}; they must match (targets of shape [N] are taken "
+            "as [N, 1])"
+        )
+
+
+def _check_nonfinite(values, state, limit) -> None:
+    for step, skipped, fault in zip(values["step"], values["skipped"], values["fault"]):
+        if skipped:
+            state["consecutive"] += 1
+            if state["first_skip"] is None:
+                state["first_skip"] = (int(step), int(fault))
+            if state["consecutive"] >= limit:
+                first_step, first_fault = state["first_skip"]
+                what = ", ".join(name for bit, name in FAULT_NAMES if first_fault & bit) or "loss"
+                raise NonFiniteError(
+                    f"{state['consecutive']} consecutive steps were not finite, from step "
+                    f"{first_step} (its batch: the {first_step}th of the run) to step {int(step)}; "
+                    f"not finite: {what}. No update was applied on those steps. Check the data "
+                    "for NaN/Inf, lower the learning rate, or clip gradients"
+                )
+        else:
+            state["consecutive"], state["first_skip"] = 0, None
+
+
+def _seed_states(model) -> list:
+    states = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator):
+                states.append(value.state.value)
+    return states
+
+
+def _install_sigterm(handler):
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except ValueError:
+            pass
+
+
+def _flat_hparams(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key not in ("model",)}
+
+
+def _layout(series) -> list:
+    recurrent = sorted({s.tag.rsplit("/", 2)[0] for s in series if s.gate is not None})
+    charts_by_layer = []
+    for prefix in recurrent:
+        for part in ("kernel", "recurrent_kernel", "bias"):
+            charts_by_layer.append(
+                (f"{prefix.split('/', 1)[1]} {part} by gate", [f"^{prefix}/{part}/[a-z]$"])
+            )
+    return [
+        (
+            "lstmcore: gradients",
+            [
+                ("global gradient norm (before and after clipping)", ["^grad_norm/global_(before|after)_clip$"]),
+                ("clipping", ["^clip/"]),
+                *charts_by_layer,
+                ("per-variable gradient norms", ["^grad_norm/(?!global).*[^/]{2,}$"]),
+            ],
+        ),
+        (
+            "lstmcore: training",
+            [
+                ("loss", [tag_regex("train/loss"), tag_regex("val/loss")]),
+                ("learning rate", [tag_regex("train/learning_rate")]),
+                ("throughput and faults", ["^train/(steps_per_second|skipped_nonfinite)$"]),
+            ],
+        ),
+    ]
+
+
+def _kernels_markdown(kernels) -> str:
+    if not kernels:
+        return "No recurrent layers."
+    lines = ["| layer | class | cuDNN | why |", "|---|---|---|---|"]
+    lines += [f"| {k['layer']} | {k['layer_class']} | {k['uses_cudnn']} | {k['reason']} |" for k in kernels]
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""TensorBoard output of a run: scalars written in batches, HParams, custom-scalars layout, text.
+
+The training step returns tensors; the host loop collects them for a while and hands them here
+as NumPy arrays, ``[K]`` steps by ``[K, N]`` values. One compiled call writes the whole batch,
+so per-step logging costs one dispatch per flush instead of one per value.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
+from tensorboard.plugins.hparams import api as hparams_api
+
+
+class RunWriter:
+    """Writes one run's TensorBoard events into ``run_dir``.
+
+    Args:
+      run_dir: the run's directory (created if missing).
+      scalar_tags: the tags of the per-step scalars, in the column order of
+        :meth:`write_scalars`.
+    """
+
+    def __init__(self, run_dir: str, scalar_tags: list[str]):
+        self.run_dir = run_dir
+        self.scalar_tags = list(scalar_tags)
+        self._writer = tf.summary.create_file_writer(run_dir)
+        tags = self.scalar_tags
+        writer = self._writer
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None, len(tags)], tf.float32),
+            ],
+            autograph=False,
+        )
+        def write_batch(steps, values):
+            with writer.as_default():
+
+                def body(k):
+                    for column, tag in enumerate(tags):
+                        tf.summary.scalar(tag, values[k, column], step=steps[k])
+                    return (k + 1,)
+
+                tf.while_loop(lambda k: k < tf.shape(steps)[0], body, (tf.constant(0),))
+            return tf.constant(True)
+
+        self._write_batch = write_batch
+
+    def write_scalars(self, steps: np.ndarray, values: np.ndarray) -> None:
+        """Writes ``values[k, j]`` under ``scalar_tags[j]`` at step ``steps[k]``."""
+        if len(steps):
+            self._write_batch(
+                np.asarray(steps, np.int64), np.asarray(values, np.float32).reshape(len(steps), -1)
+            )
+
+    def write_scalar(self, tag: str, value: float, step: int) -> None:
+        """Writes one scalar (validation loss, throughput): an occasional value."""
+        with self._writer.as_default():
+            tf.summary.scalar(tag, float(value), step=int(step))
+
+    def write_text(self, tag: str, text: str, step: int) -> None:
+        """Writes Markdown text (shown in TensorBoard's Text tab)."""
+        with self._writer.as_default():
+            tf.summary.text(tag, text, step=int(step))
+
+    def write_hparams(self, hparams: dict, metric_tags: list[str]) -> None:
+        """Records the run's hyperparameters and the metrics to show beside them (HParams)."""
+        clean = {key: _hparam_value(value) for key, value in hparams.items()}
+        with self._writer.as_default():
+            hparams_api.hparams_config(
+                hparams=[hparams_api.HParam(key) for key in clean],
+                metrics=[hparams_api.Metric(tag) for tag in metric_tags],
+            )
+            hparams_api.hparams(clean)
+
+    def write_layout(self, categories: list[tuple[str, list[tuple[str, list[str]]]]]) -> None:
+        """Writes a custom-scalars layout: ``[(category, [(chart title, [tag regex])])]``."""
+        layout = layout_pb2.Layout(
+            category=[
+                layout_pb2.Category(
+                    title=title,
+                    chart=[
+                        layout_pb2.Chart(
+                            title=chart_title,
+                            multiline=layout_pb2.MultilineChartContent(tag=regexes),
+                        )
+                        for chart_title, regexes in charts
+                    ],
+                )
+                for title, charts in categories
+            ]
+        )
+        summary = custom_scalar_summary.pb(layout)
+        with self._writer.as_default():
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=0)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _hparam_value(value):
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if value is None:
+        return "None"
+    return str(value)
+
+
+def tag_regex(tag: str) -> str:
+    """Returns a regular expression matching exactly ``tag``."""
+    return "^" + re.escape(tag) + "$"
