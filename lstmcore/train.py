@@ -78,8 +78,12 @@ def _make_optimizer(optimizer, learning_rate):
     return keras.optimizers.get({"class_name": optimizer.lower(), "config": {"learning_rate": learning_rate}})
 
 
-def _model_signature(model) -> list:
-    return [[v.path, list(v.shape)] for v in model.weights]
+def _model_signature(model) -> dict:
+    # Layer classes and weight shapes, not names: Keras numbers unnamed layers per process.
+    return {
+        "layers": [type(layer).__name__ for layer in model.layers],
+        "weight_shapes": [list(v.shape) for v in model.weights],
+    }
 
 
 def train(
