@@ -1,17 +1,34 @@
-"""lstmcore: a training core for LSTM models on TensorFlow 2 / Keras 3."""
+"""lstmcore: a training core for LSTM models on TensorFlow 2 / Keras 3.
 
-from lstmcore import clipping, schedules
-from lstmcore.cudnn_report import cudnn_report
-from lstmcore.history import History
-from lstmcore.train import NonFiniteError, train
+The public names load on first use, so that ``lstmcore --help`` and other commands that need
+no TensorFlow start fast (and can quiet TensorFlow's logs before it is imported).
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "History",
-    "NonFiniteError",
-    "clipping",
-    "cudnn_report",
-    "schedules",
-    "train",
-]
+_EXPORTS = {
+    "train": "lstmcore.train",
+    "NonFiniteError": "lstmcore.train",
+    "History": "lstmcore.history",
+    "cudnn_report": "lstmcore.cudnn_report",
+}
+_MODULES = ("clipping", "schedules", "data", "layers", "kernels", "models", "diagnose", "probes")
+
+__all__ = sorted([*_EXPORTS, *_MODULES])
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(_EXPORTS[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _MODULES:
+        return importlib.import_module(f"lstmcore.{name}")
+    raise AttributeError(f"module 'lstmcore' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -115,7 +115,8 @@ def _train_command(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up logs (CUDA probing on CPU machines) are noise in a terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         if args.command == "train":
             return _train_command(args)
