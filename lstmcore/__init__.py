@@ -9,10 +9,10 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "train": "lstmcore.train",
-    "NonFiniteError": "lstmcore.train",
+    "train": "lstmcore.loop",
+    "NonFiniteError": "lstmcore.loop",
     "History": "lstmcore.history",
-    "cudnn_report": "lstmcore.cudnn_report",
+    "cudnn_report": "lstmcore.kernel_report",
 }
 _MODULES = ("clipping", "schedules", "data", "layers", "kernels", "models", "diagnose", "probes")
 

@@ -170,46 +170,53 @@ def make_train_step(
         clipped, stats = clipping.clip_gradients(
             grads, variables, method=clip, clip_norm=clip_norm, groups=clip_groups
         )
-        step_index = tf.identity(optimizer.iterations)
-        learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
         finite = tf.math.is_finite(loss) & tf.math.is_finite(stats["grad_norm_before_clip"])
-        if replicas > 1:
-            # Keras's optimizer sums gradients over replicas again; hand it each replica's share.
-            clipped = [None if g is None else g / replicas for g in clipped]
-
-        def apply():
-            optimizer.apply(clipped, variables)
-            return tf.constant(0, tf.int32)
-
-        def skip():
-            optimizer.iterations.assign_add(1)
-            fault = tf.where(tf.math.is_finite(loss), 0, FAULT_LOSS)
-            fault += tf.where(tf.math.is_finite(stats["grad_norm_before_clip"]), 0, FAULT_GRADIENTS)
-            fault += tf.where(_all_finite(inputs), 0, FAULT_INPUTS)
-            fault += tf.where(_all_finite(targets), 0, FAULT_TARGETS)
-            return fault
-
-        fault = tf.cond(finite, apply, skip)
-        return {
-            "step": step_index,
+        fault = tf.where(tf.math.is_finite(loss), 0, FAULT_LOSS)
+        fault += tf.where(tf.math.is_finite(stats["grad_norm_before_clip"]), 0, FAULT_GRADIENTS)
+        fault += tf.where(_all_finite(inputs), 0, FAULT_INPUTS)
+        fault += tf.where(_all_finite(targets), 0, FAULT_TARGETS)
+        metrics = {
             "loss": loss,
             "grad_norm_before_clip": stats["grad_norm_before_clip"],
             "grad_norm_after_clip": stats["grad_norm_after_clip"],
             "clipped": stats["clipped"],
-            "learning_rate": learning_rate,
             "skipped": tf.cast(tf.logical_not(finite), tf.float32),
             "fault": fault,
             "layer_grad_norms": layer_norms,
         }
+        if replicas > 1:
+            # Keras's optimizer sums gradients over replicas again; hand it each replica's share.
+            clipped = [None if g is None else g / replicas for g in clipped]
+        return clipped, finite, metrics
 
     @tf.function
     def train_step(iterator):
         inputs, targets = next(iterator)
-        result = strategy.run(replica_step, args=(inputs, targets))
-        # Every replica computed the same values from the aggregated gradients.
-        return tf.nest.map_structure(
-            lambda value: strategy.experimental_local_results(value)[0], result
+        clipped, finite, metrics = strategy.run(replica_step, args=(inputs, targets))
+        # Every replica computed the same values from the aggregated gradients. The update is
+        # applied from the cross-replica context, where a tf.cond may hold the optimizer's
+        # own synchronisation (it may not inside strategy.run).
+        metrics, finite = tf.nest.map_structure(
+            lambda value: strategy.experimental_local_results(value)[0], (metrics, finite)
         )
+        step_index = tf.identity(optimizer.iterations)
+        learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
+
+        def apply():
+            # As keras.optimizers.LossScaleOptimizer does: the cond lives in the cross-replica
+            # context and its branch re-enters the replicas to apply.
+            strategy.extended.call_for_each_replica(
+                lambda grads: optimizer.apply(grads, variables), args=(clipped,)
+            )
+            return tf.constant(True)
+
+        def skip():
+            optimizer.iterations.assign_add(1)
+            return tf.constant(False)
+
+        with strategy.scope():
+            tf.cond(finite, apply, skip)
+        return {**metrics, "step": step_index, "learning_rate": learning_rate}
 
     return train_step, series
 

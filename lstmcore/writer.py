@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 
 class RunWriter:
@@ -31,6 +32,7 @@ class RunWriter:
         self._writer = tf.summary.create_file_writer(run_dir)
         tags = self.scalar_tags
         writer = self._writer
+        metadata = scalar_metadata.create_summary_metadata(display_name="", description="").SerializeToString()
 
         @tf.function(
             input_signature=[
@@ -43,8 +45,10 @@ class RunWriter:
             with writer.as_default():
 
                 def body(k):
+                    # tf.summary.write, unlike tf.summary.scalar, does not prefix the loop's
+                    # name scope ("while/") to the tag.
                     for column, tag in enumerate(tags):
-                        tf.summary.scalar(tag, values[k, column], step=steps[k])
+                        tf.summary.write(tag, values[k, column], step=steps[k], metadata=metadata)
                     return (k + 1,)
 
                 tf.while_loop(lambda k: k < tf.shape(steps)[0], body, (tf.constant(0),))

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,10 +19,14 @@ def test_kernels_import_as_lstmcore_kernels_from_this_checkout():
 
 
 def test_a_regular_install_carries_kernels_as_lstmcore_kernels(tmp_path):
+    # Build from a clean copy: an in-tree build/ folder could carry stale files.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", ".git", ".gpu", "runs", "__pycache__", ".pytest_cache"))
     target = tmp_path / "site"
     result = run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
-         "--target", str(target), ROOT],
+         "--target", str(target), str(source)],
     )
     assert result.returncode == 0, result.stderr
     assert (target / "lstmcore" / "kernels" / "__init__.py").exists()

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstmcore import clipping, runs, schedules
-from lstmcore.cudnn_report import cudnn_report
+from lstmcore.kernel_report import cudnn_report
 from lstmcore.history import STEP_KEYS, History, HistoryBuilder
 from lstmcore.inputs import prepare
 from lstmcore.step import make_eval_step, make_train_step

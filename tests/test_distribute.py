@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, lstmcore
+
+    def model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((5, 2)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5, 2)).astype(np.float32)
+    y = (x[:, -1, :1] * 3).astype(np.float32)
+    options = dict(steps=6, shuffle=False, clip_norm=0.05, logdir=None, progress=False)
+    single = model()
+    h1 = lstmcore.train(single, (x, y), batch_size=16, **options)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        mirrored = model()
+    h2 = lstmcore.train(mirrored, (x, y), batch_size=8, strategy=strategy, **options)
+    print(json.dumps({
+        "replicas": strategy.num_replicas_in_sync,
+        "norm_single": h1["grad_norm_before_clip"].tolist(),
+        "norm_mirrored": h2["grad_norm_before_clip"].tolist(),
+        "after_mirrored": h2["grad_norm_after_clip"].tolist(),
+        "loss_single": h1["loss"].tolist(),
+        "loss_mirrored": h2["loss"].tolist(),
+        "max_weight_difference": max(
+            float(np.max(np.abs(a - b))) for a, b in zip(single.get_weights(), mirrored.get_weights())
+        ),
+    }))
+    """
+)
+
+
+def test_mirrored_strategy_matches_one_device_and_clips_the_aggregated_norm():
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2
+    # The norm is that of the global batch's gradient (not a replica's), and clipping acted on it.
+    assert out["norm_mirrored"] == __import__("pytest").approx(out["norm_single"], rel=1e-4)
+    assert all(n > 0.05 for n in out["norm_single"])
+    assert out["after_mirrored"] == __import__("pytest").approx([0.05] * 6, rel=1e-4)
+    assert out["loss_mirrored"] == __import__("pytest").approx(out["loss_single"], rel=1e-4)
+    assert out["max_weight_difference"] < 1e-5
