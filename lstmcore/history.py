@@ -33,6 +33,8 @@ class History:
       params: the run's configuration.
       kernels: per recurrent layer, whether it used cuDNN and why not.
       stopped: why training stopped before ``total_steps`` (None when it ran to the end).
+      flush_times: ``[flushes, 2]``: the step reached and the seconds since the loop started
+        at each fetch of per-step values (a throughput trace, tracing time included).
     """
 
     history: dict[str, np.ndarray] = field(default_factory=dict)
@@ -42,6 +44,7 @@ class History:
     params: dict = field(default_factory=dict)
     kernels: list[dict] = field(default_factory=list)
     stopped: str | None = None
+    flush_times: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.history[key]

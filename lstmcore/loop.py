@@ -331,6 +331,8 @@ def train(
     builder = HistoryBuilder([s.tag for s in series])
     bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "grad_norm", "lr", "steps/s"]) if progress else None
     pending: list[dict] = []
+    flush_times: list[tuple[int, float]] = []
+    started = time.perf_counter()
     state = {"last_flush": time.monotonic(), "last_step": start_step, "consecutive": 0, "first_skip": None, "restores": 0}
     stop_requested = {"signal": None}
 
@@ -355,6 +357,7 @@ def train(
         _check_nonfinite(values, state, max_consecutive_skips)
         now = time.monotonic()
         last_step = int(values["step"][-1]) + 1
+        flush_times.append((last_step, time.perf_counter() - started))
         rate = (last_step - state["last_step"]) / max(now - state["last_flush"], 1e-9)
         state["last_flush"], state["last_step"] = now, last_step
         if writer is not None:
@@ -427,7 +430,13 @@ def train(
             writer.close()
     if bar is not None:
         print()
-    return builder.build(run_dir=run_dir, params=config, kernels=kernels, stopped=stopped)
+    return builder.build(
+        run_dir=run_dir,
+        params=config,
+        kernels=kernels,
+        stopped=stopped,
+        flush_times=np.asarray(flush_times, np.float64).reshape(-1, 2),
+    )
 
 
 def _build_and_check(model, train_data, loss_fn) -> None:

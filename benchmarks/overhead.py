@@ -1,0 +1,177 @@
+"""Cost of lstmcore.train's per-step logging: its step time over a bare hand-written Keras step.
+
+Both sides train the same model (LSTM + Dense(1), MSE, Adam) on the same in-memory data in the
+same process. Each side runs warm-up steps (tracing included), synchronises, then is timed over
+the following steps up to a final synchronisation (for lstmcore: between two of its fetches
+of the logged values, read from ``History.flush_times``). The runs alternate (bare, lstmcore,
+bare, lstmcore, ...) and the median over repeats is reported. lstmcore runs
+with everything it logs every step on (loss, global norms before and after clipping, clip flag
+and fraction, learning rate, per-layer and per-gate gradient norms, written to TensorBoard in
+batches) and global-norm clipping; checkpoints and validation are off, as they are not per step.
+
+    python -m benchmarks.overhead            # the two shapes of the issue
+    python -m benchmarks.overhead --smoke    # a tiny shape, for tests
+
+Prints one line per shape with the ratio (goal: at most 1.03).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+PROBLEMS = {
+    # name: (batch, time steps, input features, hidden units)
+    "issue": [(64, 100, 32, 256), (128, 100, 512, 512)],
+    "smoke": [(8, 5, 3, 4)],
+}
+
+
+def _model(time_steps, features, units):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [keras.Input((time_steps, features)), keras.layers.LSTM(units), keras.layers.Dense(1)]
+    )
+
+
+def _data(batch, time_steps, features, batches=8):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch * batches, time_steps, features)).astype(np.float32)
+    return x, x[:, -1, :1].copy()
+
+
+def _bare_step_seconds(shape, warmup: int, timed: int) -> float:
+    import keras
+    import tensorflow as tf
+
+    batch, time_steps, features, units = shape
+    model = _model(time_steps, features, units)
+    optimizer = keras.optimizers.Adam(1e-3)
+    x, y = _data(batch, time_steps, features)
+    iterator = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).repeat().prefetch(2))
+    loss_fn = keras.losses.MeanSquaredError()
+
+    @tf.function
+    def step(iterator):
+        inputs, targets = next(iterator)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(targets, model(inputs, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    for _ in range(warmup):
+        loss = step(iterator)
+    float(loss)  # synchronise before the clock starts
+    start = time.perf_counter()
+    for _ in range(timed):
+        loss = step(iterator)
+    float(loss)
+    return (time.perf_counter() - start) / timed
+
+
+def _lstmcore_step_seconds(shape, warmup: int, timed: int, logdir: str) -> float:
+    import lstmcore
+
+    batch, time_steps, features, units = shape
+    model = _model(time_steps, features, units)
+    history = lstmcore.train(
+        model,
+        _data(batch, time_steps, features),
+        steps=warmup + timed,
+        batch_size=batch,
+        shuffle=False,
+        learning_rate=1e-3,
+        clip="global_norm",
+        clip_norm=1.0,
+        logdir=logdir,
+        log_every=1,
+        flush_every=warmup,
+        checkpoint_every=10**9,
+        validate_every=10**9,
+        progress=False,
+    )
+    # Between the fetch after the warm-up steps and the last fetch: every step's work, its
+    # logging and the TensorBoard writes, without the first call's tracing.
+    steps, seconds = history.flush_times.T
+    first = int(np.searchsorted(steps, warmup))
+    return (seconds[-1] - seconds[first]) / (steps[-1] - steps[first])
+
+
+def measure(shape, *, warmup: int, timed: int, repeats: int, logdir: str) -> dict:
+    """Returns per-step seconds of both sides and their ratio for one shape."""
+    bare, ours = [], []
+    for _ in range(repeats):
+        bare.append(_bare_step_seconds(shape, warmup, timed))
+        ours.append(_lstmcore_step_seconds(shape, warmup, timed, logdir))
+    bare_ms, ours_ms = statistics.median(bare) * 1e3, statistics.median(ours) * 1e3
+    return {
+        "batch": shape[0],
+        "time_steps": shape[1],
+        "input_features": shape[2],
+        "hidden_units": shape[3],
+        "bare_keras_step_ms": round(bare_ms, 3),
+        "lstmcore_step_ms": round(ours_ms, 3),
+        "ratio": round(ours_ms / bare_ms, 4),
+        "repeats": repeats,
+        "steps_timed": timed,
+    }
+
+
+def environment() -> dict:
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": (tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name", "GPU") if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="one tiny shape, few steps")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--json", default=None, help="append the results as JSON lines here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    problems = PROBLEMS["smoke" if args.smoke else "issue"]
+    warmup, timed = (2, 4) if args.smoke else (10, 40)
+    repeats = args.repeats or (1 if args.smoke else 3)
+    env = environment()
+    results = []
+    with tempfile.TemporaryDirectory() as logdir:
+        for shape in problems:
+            result = {**measure(shape, warmup=warmup, timed=timed, repeats=repeats, logdir=logdir), **env}
+            results.append(result)
+            print(
+                f"B={shape[0]} T={shape[1]} I={shape[2]} H={shape[3]}: bare Keras step "
+                f"{result['bare_keras_step_ms']:.2f} ms, lstmcore.train step with all logging "
+                f"{result['lstmcore_step_ms']:.2f} ms, ratio {result['ratio']:.3f} ({env['device']})",
+                flush=True,
+            )
+    if args.json:
+        with open(args.json, "a", encoding="utf-8") as f:
+            for result in results:
+                f.write(json.dumps(result) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
