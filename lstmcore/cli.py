@@ -7,7 +7,6 @@ code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -100,11 +99,10 @@ def _train_command(args) -> int:
         run_name=args.run_name,
         resume=args.resume,
         progress=not args.no_progress,
+        data_report=windowed.to_dict(),
     )
     model_path = os.path.join(history.run_dir, "model.keras")
     model.save(model_path)
-    with open(os.path.join(history.run_dir, "data_report.json"), "w", encoding="utf-8") as f:
-        json.dump(windowed.to_dict(), f, indent=2, default=str)
     val = history["val_loss"]
     print(f"final training loss {history.final_loss:.4g}" + (f", validation loss {val[-1]:.4g}" if len(val) else ""))
     print(f"model saved to {model_path}")

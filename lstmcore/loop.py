@@ -24,7 +24,7 @@ from lstmcore.kernel_report import cudnn_report
 from lstmcore.history import STEP_KEYS, History, HistoryBuilder
 from lstmcore.inputs import prepare
 from lstmcore.step import make_eval_step, make_train_step
-from lstmcore.writer import RunWriter, tag_regex
+from lstmcore.writer import RunWriter, drop_events_after, tag_regex
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 ON_NONFINITE = ("stop", "restore")
@@ -120,6 +120,7 @@ def train(
     max_consecutive_skips: int = 10,
     on_nonfinite: str = "stop",
     hparams: dict | None = None,
+    data_report: dict | None = None,
 ) -> History:
     """Trains ``model`` on ``data`` with a compiled step and returns what it measured.
 
@@ -171,6 +172,9 @@ def train(
         not finite) or ``"restore"`` (reload the last checkpoint and halve the learning rate,
         at most three times).
       hparams: extra hyperparameters to record in TensorBoard's HParams.
+      data_report: what produced the data (``lstmcore.data.WindowedData.to_dict()``: split
+        boundaries, scaler statistics, window counts). Saved with the run, part of its
+        configuration (a resumed run must use the same scaling), read by diagnostics.
 
     Returns:
       A :class:`lstmcore.history.History`.
@@ -276,6 +280,7 @@ def train(
         "input_shape": list(train_data.input_shape),
         "num_samples": train_data.num_samples,
         "replicas": replicas,
+        "data_report": None if data_report is None else runs.config_hash(data_report),
         **schedule_config,
     }
     run_dir, resuming = (None, False)
@@ -300,6 +305,8 @@ def train(
     if run_dir is not None:
         os.makedirs(run_dir, exist_ok=True)
         runs.write_manifest(run_dir, config)
+        if data_report is not None:
+            runs.write_json(os.path.join(run_dir, "data_report.json"), data_report)
         checkpoints = runs.Checkpoints(
             os.path.join(run_dir, "checkpoints"),
             keep_checkpoints,
@@ -309,11 +316,16 @@ def train(
             lr_scale=lr_scale,
             seeds=_seed_states(model),
         )
+        checkpoints.remove_stale_temporaries()
+        if resuming:
+            checkpoints.check_pointer()
         if resuming and checkpoints.latest:
             restored = checkpoints.restore_latest()
             if progress:
                 print(f"lstmcore: resumed {restored} at step {int(optimizer.iterations.numpy())}")
     start_step = int(optimizer.iterations.numpy())
+    if resuming:
+        drop_events_after(run_dir, start_step, {tag for _, tag in PER_STEP_TAGS} | {s.tag for s in series})
 
     tags = [tag for _, tag in PER_STEP_TAGS] + [s.tag for s in series]
     if run_dir is not None:
@@ -415,11 +427,11 @@ def train(
                 validate(step_now)
             if checkpoints is not None and (step_now % checkpoint_every == 0 or boundary):
                 flush()
-                checkpoints.save(step_now)
+                _save_if_finite(checkpoints, step_now, model, optimizer)
             if stop_requested["signal"] is not None and step_now < steps:
                 flush()
                 if checkpoints is not None:
-                    checkpoints.save(step_now)
+                    _save_if_finite(checkpoints, step_now, model, optimizer)
                 stopped = f"stopped by signal {stop_requested['signal']} at step {step_now}; resume with resume=True"
                 break
         flush()
@@ -454,6 +466,22 @@ def _build_and_check(model, train_data, loss_fn) -> None:
             f"{tuple(predictions.shape[1:])}; they must match (targets of shape [N] are taken "
             "as [N, 1])"
         )
+
+
+def _save_if_finite(checkpoints, step, model, optimizer) -> None:
+    """Saves a checkpoint unless a weight or optimizer slot is not finite (then raises)."""
+    bad = [
+        v.path
+        for v in [*model.weights, *optimizer.variables]
+        if v.value.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(v.value)))
+    ]
+    if bad:
+        raise NonFiniteError(
+            f"at step {step} these variables hold NaN or Inf: {', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}; no checkpoint was written (the last one, "
+            f"{checkpoints.latest}, is finite). Lower the learning rate or clip gradients"
+        )
+    checkpoints.save(step)
 
 
 def _check_nonfinite(values, state, limit) -> None:

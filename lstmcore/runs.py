@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 
 import tensorflow as tf
 
@@ -44,13 +45,19 @@ def read_manifest(run_dir: str) -> dict | None:
         return json.load(f)
 
 
-def write_manifest(run_dir: str, config: dict) -> None:
-    """Writes the manifest atomically (a temporary file renamed over the old one)."""
-    path = os.path.join(run_dir, MANIFEST)
+def write_json(path: str, value) -> None:
+    """Writes JSON atomically: a temporary file, flushed to disk, renamed over the target."""
     temporary = path + ".tmp"
     with open(temporary, "w", encoding="utf-8") as f:
-        json.dump({"config": config, "config_hash": config_hash(config)}, f, indent=2, default=str)
+        json.dump(value, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(temporary, path)
+
+
+def write_manifest(run_dir: str, config: dict) -> None:
+    """Writes the manifest (the configuration and its hash) atomically."""
+    write_json(os.path.join(run_dir, MANIFEST), {"config": config, "config_hash": config_hash(config)})
 
 
 def differing_fields(old: dict, new: dict) -> list[str]:
@@ -137,8 +144,38 @@ class Checkpoints:
     """
 
     def __init__(self, directory: str, max_to_keep: int = 3, **objects):
+        self.directory = directory
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep)
+
+    def remove_stale_temporaries(self) -> list[str]:
+        """Removes what a save killed half-way left behind (TensorFlow's ``*_temp`` folders).
+
+        Only names TensorFlow's checkpoint writer creates are touched.
+        """
+        removed = []
+        if not os.path.isdir(self.directory):
+            return removed
+        for name in os.listdir(self.directory):
+            path = os.path.join(self.directory, name)
+            if name.startswith("ckpt-") and "_temp" in name:
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+                removed.append(path)
+        return removed
+
+    def check_pointer(self) -> None:
+        """Raises if checkpoint files exist but the pointer file names none of them."""
+        if self.latest is None and os.path.isdir(self.directory):
+            found = sorted(n for n in os.listdir(self.directory) if n.endswith(".index"))
+            if found:
+                raise ValueError(
+                    f"{self.directory!r} holds checkpoints ({', '.join(found)}) but its "
+                    "'checkpoint' pointer file is missing or unreadable; refusing to start from "
+                    "scratch. Restore the pointer file or move the checkpoints away"
+                )
 
     @property
     def latest(self) -> str | None:

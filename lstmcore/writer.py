@@ -7,10 +7,12 @@ so per-step logging costs one dispatch per flush instead of one per value.
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.hparams import api as hparams_api
@@ -109,6 +111,54 @@ class RunWriter:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def drop_events_after(run_dir: str, step: int, per_step_tags: set[str]) -> int:
+    """Rewrites a run's event files without what a resumed run will write again.
+
+    A run killed after its last checkpoint has logged steps that the resumed run repeats.
+    Events of ``per_step_tags`` at ``step`` and later, and all other events after ``step``,
+    are dropped, so every chart shows each step once. The kept events go to a new file
+    first; the old files (which lstmcore wrote) are removed only after it is closed. A file
+    cut short by the kill is read up to its last whole record.
+
+    Args:
+      run_dir: the run directory.
+      step: the step the run resumes from (the optimizer's ``iterations``).
+      per_step_tags: tags written once per optimizer step, indexed by the update's step.
+
+    Returns:
+      The number of events dropped.
+    """
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    old_files = sorted(
+        os.path.join(run_dir, name)
+        for name in os.listdir(run_dir)
+        if "tfevents" in name and os.path.isfile(os.path.join(run_dir, name))
+    )
+    kept, dropped = [], 0
+    for path in old_files:
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                tags = {value.tag for value in event.summary.value}
+                limit = step if tags & per_step_tags else step + 1
+                if event.HasField("summary") and event.step >= limit:
+                    dropped += 1
+                else:
+                    kept.append(event)
+        except tf.errors.DataLossError:
+            pass  # a record cut short by the kill: everything before it was read
+    if not dropped:
+        return 0
+    writer = EventFileWriter(run_dir, filename_suffix=".resumed")
+    for event in kept:
+        if not event.HasField("file_version"):
+            writer.add_event(event_pb2.Event.FromString(event.SerializeToString()))
+    writer.close()
+    for path in old_files:
+        os.remove(path)
+    return dropped
 
 
 def _hparam_value(value):
