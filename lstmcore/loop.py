@@ -495,7 +495,7 @@ def _check_nonfinite(values, state, limit) -> None:
                 what = ", ".join(name for bit, name in FAULT_NAMES if first_fault & bit) or "loss"
                 raise NonFiniteError(
                     f"{state['consecutive']} consecutive steps were not finite, from step "
-                    f"{first_step} (its batch: the {first_step}th of the run) to step {int(step)}; "
+                    f"{first_step} (batch number {first_step} of this run's data) to step {int(step)}; "
                     f"not finite: {what}. No update was applied on those steps. Check the data "
                     "for NaN/Inf, lower the learning rate, or clip gradients"
                 )

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 
 import tensorflow as tf
 
@@ -197,14 +198,14 @@ class Checkpoints:
                 status = self.checkpoint.restore(path)
                 status.assert_existing_objects_matched()
                 if errors:
-                    tf.get_logger().warning(
-                        "lstmcore: could not read checkpoint %s (%s); restored %s instead",
-                        errors[0][0],
-                        errors[0][1],
-                        path,
+                    warnings.warn(
+                        f"lstmcore: could not read checkpoint {errors[0][0]} ({errors[0][1]}); "
+                        f"restored {path} instead",
+                        RuntimeWarning,
+                        stacklevel=2,
                     )
                 return path
-            except (tf.errors.OpError, AssertionError, ValueError) as error:
+            except Exception as error:  # noqa: BLE001 - a damaged file raises OpError, IndexError, ...
                 errors.append((path, str(error).splitlines()[0] if str(error) else repr(error)))
         if errors:
             raise ValueError(

@@ -1,0 +1,156 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lstmcore.layers import LSTM
+
+GPU = bool(tf.config.list_physical_devices("GPU"))
+CPU_KERNELS = ["reference", "cpu", "xla"]
+
+
+def data(batch=4, time=6, features=3, seed=0):
+    rng = np.random.default_rng(seed)
+    inputs = rng.normal(size=(batch, time, features)).astype(np.float32)
+    targets = rng.normal(size=(batch, 1)).astype(np.float32)
+    return inputs, targets
+
+
+def model_with(layer, time=6, features=3, masking=False):
+    keras.utils.set_random_seed(1)
+    layers = [keras.Input((time, features))]
+    if masking:
+        layers.append(keras.layers.Masking(mask_value=0.0))
+    return keras.Sequential(layers + [layer, keras.layers.Dense(1)])
+
+
+def test_weights_have_keras_names_shapes_and_order():
+    ours = LSTM(5)
+    ours.build((None, 6, 3))
+    theirs = keras.layers.LSTM(5)
+    theirs.build((None, 6, 3))
+    assert [w.name for w in ours.weights] == ["kernel", "recurrent_kernel", "bias"]
+    assert [w.shape for w in ours.weights] == [w.shape for w in theirs.weights]
+
+
+def test_unit_forget_bias_sets_forget_gate_bias_to_one():
+    layer = LSTM(2)
+    layer.build((None, 3, 1))
+    np.testing.assert_array_equal(layer.bias.numpy(), [0, 0, 1, 1, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+def test_outputs_and_states_match_keras_lstm(kernel, return_sequences, go_backwards):
+    inputs, _ = data()
+    inputs[0, 4:] = 0.0
+    inputs[2, 2:] = 0.0
+    options = dict(return_sequences=return_sequences, return_state=True, go_backwards=go_backwards)
+    theirs = keras.layers.LSTM(5, **options)
+    ours = LSTM(5, kernel=kernel, **options)
+    theirs.build((None, 6, 3))
+    ours.build((None, 6, 3))
+    ours.set_weights(theirs.get_weights())
+    mask = tf.reduce_any(tf.not_equal(inputs, 0.0), axis=-1)
+    for call_mask in (None, mask):
+        expected = theirs(inputs, mask=call_mask)
+        actual = ours(inputs, mask=call_mask)
+        for a, e in zip(actual, expected):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=1e-6)
+
+
+@pytest.mark.parametrize("masking", [False, True])
+@pytest.mark.parametrize("kernel", ["cpu", "xla"])
+def test_adam_training_losses_match_keras_lstm(kernel, masking):
+    inputs, targets = data()
+    inputs[1, 3:] = 0.0
+    theirs = model_with(keras.layers.LSTM(5), masking=masking)
+    ours = model_with(LSTM(5, kernel=kernel), masking=masking)
+    ours.set_weights(theirs.get_weights())
+    losses = []
+    for model in (theirs, ours):
+        model.compile(keras.optimizers.Adam(0.01), "mse")
+        losses.append(model.fit(inputs, targets, epochs=4, batch_size=4, verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    assert losses[0][-1] < losses[0][0]
+
+
+def test_saved_model_loads_back_with_weights_and_kernel_choice(tmp_path):
+    inputs, _ = data()
+    model = model_with(LSTM(5, kernel="xla", return_sequences=False))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    layer = loaded.layers[0]
+    assert isinstance(layer, LSTM)
+    assert layer.requested_kernel == "xla" and layer.kernel_name == "xla"
+    np.testing.assert_allclose(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0))
+
+
+@pytest.mark.skipif(GPU, reason="checks the choice made without a GPU")
+def test_auto_picks_cpu_kernel_without_gpu_and_says_why():
+    layer = LSTM(3, name="encoder")
+    assert layer.kernel_name == "cpu"
+    assert layer.kernel_report() == "encoder: kernel 'cpu' (kernel='auto' and no GPU is visible)"
+
+
+@pytest.mark.skipif(not GPU, reason="checks the choice made with a GPU")
+def test_auto_picks_cudnn_kernel_with_gpu():
+    assert LSTM(3).kernel_name == "cudnn"
+
+
+@pytest.mark.skipif(not GPU, reason="the cudnn kernel needs a GPU")
+def test_cudnn_layer_matches_keras_lstm():
+    inputs, _ = data()
+    theirs = keras.layers.LSTM(5, return_sequences=True)
+    ours = LSTM(5, kernel="cudnn", return_sequences=True)
+    theirs.build((None, 6, 3))
+    ours.build((None, 6, 3))
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(np.asarray(ours(inputs)), np.asarray(theirs(inputs)), atol=1e-5)
+
+
+@pytest.mark.skipif(GPU, reason="checks the error raised without a GPU")
+def test_cudnn_kernel_without_gpu_raises_value_error():
+    with pytest.raises(ValueError, match="kernel='cudnn' needs a visible GPU"):
+        LSTM(3, kernel="cudnn")
+
+
+@pytest.mark.parametrize(
+    "arguments, fragment",
+    [
+        ({"recurrent_dropout": 0.2}, "recurrent_dropout must be 0"),
+        ({"activation": "relu"}, "activation must be 'tanh'.*got 'relu'"),
+        ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation must be 'sigmoid'"),
+        ({"kernel": "fast"}, "kernel must be one of .*got 'fast'"),
+        ({"stateful": True}, "stateful must be False"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\); got 1.0"),
+    ],
+)
+def test_unsupported_arguments_raise_value_error(arguments, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        LSTM(3, **arguments)
+
+
+def test_dropout_changes_training_outputs_only():
+    inputs, _ = data()
+    layer = LSTM(4, dropout=0.5, seed=3, return_sequences=True)
+    inference = np.asarray(layer(inputs, training=False))
+    np.testing.assert_array_equal(np.asarray(layer(inputs, training=False)), inference)
+    assert not np.allclose(np.asarray(layer(inputs, training=True)), inference)
+
+
+def test_initial_state_is_used():
+    inputs, _ = data()
+    theirs = keras.layers.LSTM(2)
+    ours = LSTM(2)
+    theirs.build((None, 6, 3))
+    ours.build((None, 6, 3))
+    ours.set_weights(theirs.get_weights())
+    state = [tf.ones([4, 2]), -tf.ones([4, 2])]
+    np.testing.assert_allclose(
+        np.asarray(ours(inputs, initial_state=state)),
+        np.asarray(theirs(inputs, initial_state=state)),
+        atol=1e-6,
+    )
