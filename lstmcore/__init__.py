@@ -13,8 +13,12 @@ _EXPORTS = {
     "NonFiniteError": "lstmcore.loop",
     "History": "lstmcore.history",
     "cudnn_report": "lstmcore.kernel_report",
+    "check_data": "lstmcore.diagnosis",
+    "diagnose": "lstmcore.diagnosis",
+    "format_findings": "lstmcore.diagnosis",
+    "LSTM": "lstmcore.layers",
 }
-_MODULES = ("clipping", "schedules", "data", "layers", "kernels", "models", "diagnose", "probes")
+_MODULES = ("clipping", "schedules", "data", "layers", "kernels", "models", "diagnosis", "probes")
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true")
 
+    diagnose = commands.add_parser("diagnose", help="say why a finished run trained badly (from its TensorBoard logs)")
+    diagnose.add_argument("logdir", help="a run directory, or a log directory (its newest run is read)")
+
     demo = commands.add_parser("demo", help="train on an embedded series and show what lstmcore logs")
     demo.add_argument("--logdir", default=os.path.join("runs", "demo"))
     demo.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per run (default: about a minute in all on 2 CPU cores)")
@@ -118,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train_command(args)
+        if args.command == "diagnose":
+            from lstmcore import diagnosis
+
+            run_dir = diagnosis.find_run_dir(args.logdir)
+            print(f"run: {run_dir}")
+            print(diagnosis.format_findings(diagnosis.diagnose(logdir=run_dir)))
+            return 0
         if args.command == "demo":
             from lstmcore import demo
 

@@ -105,7 +105,11 @@ def run(*, logdir: str = os.path.join("runs", "demo"), steps: int | None = None,
             progress=progress,
             hparams={"demo_run": name},
         )
-        results[name] = {**_evaluate(model, windowed, raw_test_targets, raw_last_load), "run_dir": history.run_dir}
+        results[name] = {
+            **_evaluate(model, windowed, raw_test_targets, raw_last_load),
+            "run_dir": history.run_dir,
+            "findings": history.findings,
+        }
 
     print("\n== lstmcore demo: the same LSTM, the same steps, two ways of feeding it")
     print(f"   test RMSE of predicting the training mean: {mean_rmse:8.1f} MW")
@@ -120,10 +124,14 @@ def run(*, logdir: str = os.path.join("runs", "demo"), steps: int | None = None,
             f"   run {name:<10} test RMSE {result['rmse_mw']:8.1f} MW, prediction spread "
             f"{result['spread_ratio']:.2f} x the targets' -> {verdict}"
         )
-    print(
-        "   Why: unscaled inputs in the thousands saturate the LSTM's gates (sigmoid and tanh are\n"
-        "   flat there), so the output hardly depends on the input and the gradient vanishes;\n"
-        "   scaling with statistics of the training split only fixes it without leaking the future."
-    )
+    for name, result in results.items():
+        findings = result["findings"]
+        if not findings:
+            print(f"\n   lstmcore's diagnosis of run '{name}': no problem found.")
+            continue
+        top = findings[0]
+        print(f"\n   lstmcore's diagnosis of run '{name}' (top of {len(findings)} finding(s)): {top['title']}")
+        print(f"     evidence: {top['evidence']}")
+        print(f"     fix: {top['fix']}")
     print(f"\nSee both runs side by side: tensorboard --logdir {logdir}")
     return 0

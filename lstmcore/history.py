@@ -35,6 +35,10 @@ class History:
       stopped: why training stopped before ``total_steps`` (None when it ran to the end).
       flush_times: ``[flushes, 2]``: the step reached and the seconds since the loop started
         at each fetch of per-step values (a throughput trace, tracing time included).
+      probes: the probe values (:mod:`lstmcore.probes`) at each probe step: ``step [P]``,
+        scalars ``[P]``, profiles over time steps ``[P, T]``, and ``seconds [P]`` (their cost).
+      findings: the diagnosis (:mod:`lstmcore.diagnosis`) before and after training, as dicts
+        (code, title, cause, evidence, fix, score), highest score first in each part.
     """
 
     history: dict[str, np.ndarray] = field(default_factory=dict)
@@ -45,6 +49,8 @@ class History:
     kernels: list[dict] = field(default_factory=list)
     stopped: str | None = None
     flush_times: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    probes: dict[str, np.ndarray] = field(default_factory=dict)
+    findings: list[dict] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.history[key]

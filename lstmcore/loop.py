@@ -19,7 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import clipping, runs, schedules
+from lstmcore import clipping, monitor, runs, schedules
+from lstmcore.diagnosis import format_findings
 from lstmcore.kernel_report import cudnn_report
 from lstmcore.history import STEP_KEYS, History, HistoryBuilder
 from lstmcore.inputs import prepare
@@ -121,6 +122,8 @@ def train(
     on_nonfinite: str = "stop",
     hparams: dict | None = None,
     data_report: dict | None = None,
+    probe_every: int | str | None = "auto",
+    check: bool = True,
 ) -> History:
     """Trains ``model`` on ``data`` with a compiled step and returns what it measured.
 
@@ -175,6 +178,12 @@ def train(
       data_report: what produced the data (``lstmcore.data.WindowedData.to_dict()``: split
         boundaries, scaler statistics, window counts). Saved with the run, part of its
         configuration (a resumed run must use the same scaling), read by diagnostics.
+      probe_every: run the probes of :mod:`lstmcore.probes` (gradient flow over time, gate
+        saturation, output collapse against baselines) on a fixed batch of 64 held-out windows
+        every this many steps, and at the start and the end; ``"auto"`` (default) about 20
+        times per run; None never.
+      check: check the data before training and diagnose the run after it
+        (:mod:`lstmcore.diagnosis`), printing the findings and writing them to TensorBoard.
 
     Returns:
       A :class:`lstmcore.history.History`.
@@ -196,6 +205,9 @@ def train(
     steps = _positive_int("steps", steps, allow_none=True)
     validate_every = _positive_int("validate_every", validate_every, allow_none=True)
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+    if probe_every == "auto":
+        probe_every = -1
+    probe_every = _positive_int("probe_every", probe_every, allow_none=True) if probe_every != -1 else -1
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}; got {on_nonfinite!r}")
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
@@ -226,6 +238,8 @@ def train(
     per_epoch = train_data.batches_per_epoch
     validate_every = validate_every or per_epoch or max(steps // 10, 1)
     checkpoint_every = checkpoint_every or validate_every
+    if probe_every == -1:
+        probe_every = max(steps // 20, 1)
 
     schedule_config = {
         "learning_rate": learning_rate,
@@ -289,6 +303,10 @@ def train(
         if resume and not resuming and progress:
             print(f"lstmcore: no run to resume in {logdir!r}; starting {run_dir}")
 
+    train_arrays = monitor.as_arrays(data)
+    validation_arrays = None if validation_data is None else monitor.as_arrays(validation_data)
+    findings_before = monitor.check_before_training(model, train_arrays, validation_arrays, loss) if check else []
+
     # Everything was checked: from here on, work and writes.
     train_step, series = make_train_step(
         model, optimizer, loss_fn, clip=clip, clip_norm=clip_norm, clip_groups=clip_groups, strategy=strategy
@@ -334,7 +352,17 @@ def train(
             writer.write_hparams({**_flat_hparams(config), **(hparams or {})}, ["train/loss", "val/loss"])
             writer.write_layout(_layout(series))
             writer.write_text("kernels", _kernels_markdown(kernels), step=0)
+    probe_logger = None
+    if probe_every is not None:
+        batch = monitor.probe_batch(train_data.dataset, train_arrays, validation_arrays)
+        probe_logger = monitor.ProbeLogger(
+            model, batch, loss_fn, writer, monitor.persistence_values(batch[0], batch[1], data_report)
+        )
+    if findings_before and writer is not None and not resuming:
+        writer.write_text("diagnosis/before_training", format_findings(findings_before), start_step)
     if progress:
+        if findings_before:
+            print(format_findings(findings_before))
         for k in kernels:
             print(f"lstmcore: layer {k['layer']} ({k['layer_class']}): {k['reason']}")
         if run_dir is not None:
@@ -401,6 +429,8 @@ def train(
     stopped = None
     try:
         step_now = start_step
+        if probe_logger is not None and step_now < steps:
+            probe_logger(step_now)
         while step_now < steps:
             try:
                 pending.append(train_step(iterator))
@@ -422,6 +452,8 @@ def train(
                         print(f"\nlstmcore: non-finite steps; restored step {step_now}, learning rate halved")
                     continue
             boundary = step_now == steps
+            if probe_logger is not None and (step_now % probe_every == 0 or boundary):
+                probe_logger(step_now)
             if step_now % validate_every == 0 or boundary:
                 flush()
                 validate(step_now)
@@ -442,13 +474,24 @@ def train(
             writer.close()
     if bar is not None:
         print()
-    return builder.build(
+    history = builder.build(
         run_dir=run_dir,
         params=config,
         kernels=kernels,
         stopped=stopped,
         flush_times=np.asarray(flush_times, np.float64).reshape(-1, 2),
+        probes=probe_logger.results() if probe_logger is not None else {},
     )
+    if check and stopped is None and len(history["loss"]):
+        findings = monitor.diagnose_after_training(history, model, train_arrays, validation_arrays, loss)
+        history.findings = [f.to_dict() for f in [*findings_before, *findings]]
+        report = format_findings(findings)
+        if progress:
+            print(report)
+        if run_dir is not None:
+            with RunWriter(run_dir, []) as text_writer:
+                text_writer.write_text("diagnosis/after_training", report, int(optimizer.iterations.numpy()))
+    return history
 
 
 def _build_and_check(model, train_data, loss_fn) -> None:

@@ -70,6 +70,11 @@ class RunWriter:
         with self._writer.as_default():
             tf.summary.scalar(tag, float(value), step=int(step))
 
+    def write_image(self, tag: str, image, step: int) -> None:
+        """Writes a ``[1, height, width, channels]`` uint8 image."""
+        with self._writer.as_default():
+            tf.summary.image(tag, image, step=int(step))
+
     def write_text(self, tag: str, text: str, step: int) -> None:
         """Writes Markdown text (shown in TensorBoard's Text tab)."""
         with self._writer.as_default():
@@ -105,6 +110,12 @@ class RunWriter:
         summary = custom_scalar_summary.pb(layout)
         with self._writer.as_default():
             tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     def flush(self) -> None:
         self._writer.flush()

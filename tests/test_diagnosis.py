@@ -4,7 +4,7 @@ import pytest
 
 import lstmcore
 from lstmcore import data as lstm_data
-from lstmcore import diagnose as dx
+from lstmcore import diagnosis as dx
 
 
 def lstm_model(

@@ -1,0 +1,149 @@
+"""What train() runs besides the step: data checks before, probes every k steps, diagnosis after.
+
+This is the glue between the training loop and :mod:`lstmcore.probes` /
+:mod:`lstmcore.diagnosis`: it picks the small fixed probe batch, writes probe values to
+TensorBoard (scalars under ``probe/``, profiles over time steps as images, time step by
+training step) and keeps them for the ``History``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from lstmcore import diagnosis as diagnose_lib
+from lstmcore import probes as probes_lib
+
+PROBE_SAMPLES = 64
+
+
+def as_arrays(data) -> tuple[np.ndarray, np.ndarray] | None:
+    """Returns ``(inputs, targets)`` float32 arrays for array data, None for a dataset."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], tf.data.Dataset):
+        x = np.asarray(data[0], np.float32)
+        y = np.asarray(data[1], np.float32)
+        return x, y[:, None] if y.ndim == 1 else y
+    return None
+
+
+def probe_batch(train_dataset: tf.data.Dataset, train_arrays, validation_arrays):
+    """Returns the probe batch ``(inputs, targets, train_targets)``.
+
+    Held-out windows when there are any, else the first training windows; the mean baseline
+    uses the training targets when they are at hand.
+    """
+    train_targets = None if train_arrays is None else train_arrays[1]
+    if validation_arrays is not None:
+        return validation_arrays[0][:PROBE_SAMPLES], validation_arrays[1][:PROBE_SAMPLES], train_targets
+    if train_arrays is not None:
+        return train_arrays[0][:PROBE_SAMPLES], train_arrays[1][:PROBE_SAMPLES], train_targets
+    inputs, targets = next(iter(train_dataset.take(1)))
+    return inputs.numpy()[:PROBE_SAMPLES], targets.numpy()[:PROBE_SAMPLES], None
+
+
+def persistence_values(inputs: np.ndarray, targets: np.ndarray, data_report: dict | None):
+    """The "next value = last value" prediction when the targets are among the input features."""
+    if not data_report:
+        return None
+    features = list(data_report.get("feature_columns") or [])
+    target_names = list(data_report.get("target_columns") or [])
+    horizon = int(data_report.get("horizon") or 1)
+    if not target_names or any(name not in features for name in target_names):
+        return None
+    last = inputs[:, -1, [features.index(name) for name in target_names]]
+    values = np.tile(last, (1, horizon))
+    return values if values.shape == targets.shape else None
+
+
+class ProbeLogger:
+    """Runs the probes, writes them and keeps them.
+
+    Args:
+      model: the model being trained.
+      batch: ``(inputs, targets, train_targets)`` from :func:`probe_batch`.
+      loss_fn: the training loss.
+      writer: a :class:`lstmcore.writer.RunWriter`, or None.
+      last_input_values: persistence baseline predictions, or None.
+    """
+
+    def __init__(self, model, batch, loss_fn, writer, last_input_values=None):
+        inputs, targets, train_targets = batch
+        self._probes = probes_lib.make_probes(
+            model, inputs, targets, loss_fn, train_targets=train_targets, last_input_values=last_input_values
+        )
+        self._writer = writer
+        self.steps: list[int] = []
+        self.values: dict[str, list] = {}
+
+    @property
+    def notes(self):
+        return getattr(self._probes, "notes", None)
+
+    def __call__(self, step: int) -> dict:
+        started = time.perf_counter()
+        values = dict(self._probes(step))
+        values["seconds"] = time.perf_counter() - started
+        self.steps.append(int(step))
+        for name, value in values.items():
+            self.values.setdefault(name, []).append(value)
+        if self._writer is not None:
+            for name, value in values.items():
+                if np.ndim(value) == 0:
+                    self._writer.write_scalar(f"probe/{name}", float(value), step)
+                else:
+                    self._writer.write_image(f"probe/{name}", _heatmap(np.stack(self.values[name])), step)
+        return values
+
+    def results(self) -> dict[str, np.ndarray]:
+        """``{"step": [P], name: [P] or [P, T]}`` for every probe value recorded."""
+        out = {"step": np.asarray(self.steps, np.int64)}
+        out.update({name: np.asarray(values, np.float32) for name, values in self.values.items()})
+        return out
+
+
+def _heatmap(profiles: np.ndarray) -> np.ndarray:
+    """``[P, T]`` profiles to a ``[1, P, T, 3]`` uint8 image, log-scaled, darker = smaller.
+
+    Rows are probe calls (training time runs down), columns are input time steps (the
+    prediction's own step at the right). Each row is scaled to its own maximum so the shape
+    of the profile, the memory, is visible at every point of training.
+    """
+    values = np.log10(np.maximum(np.abs(profiles), 1e-12))
+    values = values - values.max(axis=1, keepdims=True)
+    shade = np.clip(1.0 + values / 6.0, 0.0, 1.0)  # six decades from black to full
+    red = (255 * shade).astype(np.uint8)
+    green = (255 * shade**2).astype(np.uint8)
+    blue = (80 * (1 - shade)).astype(np.uint8)
+    image = np.stack([red, green, blue], axis=-1)
+    rows, columns = profiles.shape
+    image = np.repeat(image, max(1, 128 // rows), axis=0)
+    return np.repeat(image, max(1, 256 // columns), axis=1)[None]
+
+
+def check_before_training(model, train_arrays, validation_arrays, loss) -> list:
+    """Runs :func:`lstmcore.diagnosis.check_data` on array data (no capacity fit: it trains)."""
+    if train_arrays is None:
+        return []
+    return diagnose_lib.check_data(
+        train_arrays[0],
+        train_arrays[1],
+        validation_inputs=None if validation_arrays is None else validation_arrays[0],
+        model=model,
+        loss=loss,
+        overfit_check=False,
+    )
+
+
+def diagnose_after_training(history, model, train_arrays, validation_arrays, loss) -> list:
+    """Runs :func:`lstmcore.diagnosis.diagnose` on the finished run (data checks were run before)."""
+    return diagnose_lib.diagnose(
+        history,
+        model=model if train_arrays is not None else None,
+        data=train_arrays,
+        validation_data=validation_arrays,
+        loss=loss,
+        check_data_first=False,
+        overfit_check=False,
+    )
