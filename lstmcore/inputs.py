@@ -119,8 +119,8 @@ def prepare(
         ``(inputs, targets)`` batches.
       name: the argument's name, for errors (``"data"``, ``"validation_data"``).
       batch_size: batch size for arrays.
-      shuffle: shuffle arrays each epoch (a shuffle of indices, so a checkpoint of the
-        iterator stays small).
+      shuffle: shuffle arrays each epoch (a stateless shuffle of indices by ``(seed, epoch)``,
+        so a checkpoint of the iterator stays small and a resumed run sees the same order).
       seed: the shuffle seed.
       repeat: repeat without end (training) or a single pass (evaluation).
 
@@ -151,14 +151,21 @@ def prepare(
     count = len(inputs)
     inputs_tensor = tf.constant(inputs)
     targets_tensor = tf.constant(targets)
-    indices = tf.data.Dataset.range(count)
-    if shuffle:
-        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    dataset = indices.batch(batch_size).map(
+    shuffle_seed = tf.constant(0 if seed is None else int(seed), tf.int64)
+
+    def epoch(number):
+        # The order of epoch e is a pure function of (seed, e): a resumed iterator rebuilds it
+        # exactly, wherever in an epoch the run was stopped. (A stateful `shuffle` with
+        # `reshuffle_each_iteration` does not restore its next epoch's order across processes.)
+        indices = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            indices = tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([shuffle_seed, number]))
+        return tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
+
+    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    dataset = epochs.flat_map(epoch).map(
         lambda i: (tf.gather(inputs_tensor, i), tf.gather(targets_tensor, i)),
     )
-    if repeat:
-        dataset = dataset.repeat()
     dataset = dataset.prefetch(2)
     return PreparedData(dataset, count, -(-count // batch_size), tuple(inputs.shape[1:]))
 

@@ -332,7 +332,7 @@ def train(
             optimizer=optimizer,
             iterator=iterator,
             lr_scale=lr_scale,
-            seeds=_seed_states(model),
+            seeds=monitor.seed_states(model),
         )
         checkpoints.remove_stale_temporaries()
         if resuming:
@@ -544,15 +544,6 @@ def _check_nonfinite(values, state, limit) -> None:
                 )
         else:
             state["consecutive"], state["first_skip"] = 0, None
-
-
-def _seed_states(model) -> list:
-    states = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for value in vars(layer).values():
-            if isinstance(value, keras.random.SeedGenerator):
-                states.append(value.state.value)
-    return states
 
 
 def _install_sigterm(handler):

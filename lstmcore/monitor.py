@@ -8,8 +8,10 @@ training step) and keeps them for the ``History``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -17,6 +19,33 @@ from lstmcore import diagnosis as diagnose_lib
 from lstmcore import probes as probes_lib
 
 PROBE_SAMPLES = 64
+
+
+@contextlib.contextmanager
+def rng_untouched(model):
+    """Restores the model's Keras seed-generator states (dropout RNG) on exit.
+
+    Probes and checks call the model; a call may draw from a seed generator even in
+    inference mode. Training must see the same random stream with or without them, so that
+    a resumed run (which probes at its first step) continues bit-identically.
+    """
+    states = seed_states(model)
+    saved = [state.numpy() for state in states]
+    try:
+        yield
+    finally:
+        for state, value in zip(states, saved):
+            state.assign(value)
+
+
+def seed_states(model) -> list:
+    """The state variables of every ``keras.random.SeedGenerator`` held by the model's layers."""
+    states = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator):
+                states.append(value.state.value)
+    return states
 
 
 def as_arrays(data) -> tuple[np.ndarray, np.ndarray] | None:
@@ -70,6 +99,7 @@ class ProbeLogger:
 
     def __init__(self, model, batch, loss_fn, writer, last_input_values=None):
         inputs, targets, train_targets = batch
+        self._model = model
         self._probes = probes_lib.make_probes(
             model, inputs, targets, loss_fn, train_targets=train_targets, last_input_values=last_input_values
         )
@@ -83,7 +113,8 @@ class ProbeLogger:
 
     def __call__(self, step: int) -> dict:
         started = time.perf_counter()
-        values = dict(self._probes(step))
+        with rng_untouched(self._model):
+            values = dict(self._probes(step))
         values["seconds"] = time.perf_counter() - started
         self.steps.append(int(step))
         for name, value in values.items():
@@ -126,24 +157,26 @@ def check_before_training(model, train_arrays, validation_arrays, loss) -> list:
     """Runs :func:`lstmcore.diagnosis.check_data` on array data (no capacity fit: it trains)."""
     if train_arrays is None:
         return []
-    return diagnose_lib.check_data(
-        train_arrays[0],
-        train_arrays[1],
-        validation_inputs=None if validation_arrays is None else validation_arrays[0],
-        model=model,
-        loss=loss,
-        overfit_check=False,
-    )
+    with rng_untouched(model):
+        return diagnose_lib.check_data(
+            train_arrays[0],
+            train_arrays[1],
+            validation_inputs=None if validation_arrays is None else validation_arrays[0],
+            model=model,
+            loss=loss,
+            overfit_check=False,
+        )
 
 
 def diagnose_after_training(history, model, train_arrays, validation_arrays, loss) -> list:
     """Runs :func:`lstmcore.diagnosis.diagnose` on the finished run (data checks were run before)."""
-    return diagnose_lib.diagnose(
-        history,
-        model=model if train_arrays is not None else None,
-        data=train_arrays,
-        validation_data=validation_arrays,
-        loss=loss,
-        check_data_first=False,
-        overfit_check=False,
-    )
+    with rng_untouched(model):
+        return diagnose_lib.diagnose(
+            history,
+            model=model if train_arrays is not None else None,
+            data=train_arrays,
+            validation_data=validation_arrays,
+            loss=loss,
+            check_data_first=False,
+            overfit_check=False,
+        )
