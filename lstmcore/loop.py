@@ -355,9 +355,12 @@ def train(
     probe_logger = None
     if probe_every is not None:
         batch = monitor.probe_batch(train_data.dataset, train_arrays, validation_arrays)
-        probe_logger = monitor.ProbeLogger(
-            model, batch, loss_fn, writer, monitor.persistence_values(batch[0], batch[1], data_report)
-        )
+        if np.isfinite(batch[0]).all() and np.isfinite(batch[1]).all():
+            probe_logger = monitor.ProbeLogger(
+                model, batch, loss_fn, writer, monitor.persistence_values(batch[0], batch[1], data_report)
+            )
+        elif progress:
+            print("lstmcore: probes are off: the first batch of data holds NaN or Inf")
     if findings_before and writer is not None and not resuming:
         writer.write_text("diagnosis/before_training", format_findings(findings_before), start_step)
     if progress:
