@@ -499,8 +499,18 @@ def train(
 
 def _build_and_check(model, train_data, loss_fn) -> None:
     inputs, targets = next(iter(train_data.dataset.take(1)))
+    declared = _declared_input_shape(model)
+    if declared is not None:
+        for axis, name in ((1, "time steps"), (2, "features")):
+            if declared[axis] is not None and inputs.shape[axis] != declared[axis]:
+                raise ValueError(
+                    f"data inputs have {inputs.shape[axis]} {name} per sample (shape "
+                    f"{tuple(inputs.shape)}) but the model's input expects {declared[axis]} "
+                    f"(input shape {tuple(declared)}); reshape the data or rebuild the model"
+                )
     try:
-        predictions = model(inputs[:2], training=False)
+        with monitor.rng_untouched(model):
+            predictions = model(inputs[:2], training=False)
     except Exception as error:  # noqa: BLE001 - the model's own message is the useful part
         raise ValueError(
             f"model could not be called on inputs of shape {tuple(inputs.shape)} "
@@ -512,6 +522,16 @@ def _build_and_check(model, train_data, loss_fn) -> None:
             f"{tuple(predictions.shape[1:])}; they must match (targets of shape [N] are taken "
             "as [N, 1])"
         )
+
+
+def _declared_input_shape(model):
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or len(inputs) != 1 or len(inputs[0].shape) != 3:
+        return None
+    return tuple(inputs[0].shape)
 
 
 def _save_if_finite(checkpoints, step, model, optimizer) -> None:

@@ -34,6 +34,8 @@ def check_logdir(logdir: str) -> None:
     while parent and not os.path.exists(parent):
         parent = os.path.dirname(parent)
     parent = parent or "."
+    if not os.path.isdir(parent):
+        raise ValueError(f"logdir {logdir!r} lies inside {parent!r}, which is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"logdir {logdir!r} is not writable (no write permission on {parent!r})")
 

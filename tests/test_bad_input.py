@@ -1,0 +1,146 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lstmcore
+from lstmcore import clipping, data, runs, schedules
+
+N, T, F = 8, 6, 2
+
+
+def model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(3), keras.layers.Dense(1)])
+
+
+def xy():
+    x = np.linspace(-1, 1, N * T * F, dtype=np.float32).reshape(N, T, F)
+    return x, x[:, -1, :1].copy()
+
+
+def with_value(array, index, value):
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+X, Y = xy()
+
+# (case name, data, extra train options, expected message)
+TRAIN_CASES = [
+    ("nan in inputs", (with_value(X, (5, 3, 1), np.nan), Y), {}, "data inputs contain NaN at sample 5, step 3, feature 1"),
+    ("inf in targets", (X, with_value(Y, (2, 0), np.inf)), {}, "data targets contain an infinite value at sample 2, output 0"),
+    ("inputs of rank 2", (X[..., 0], Y), {}, r"data inputs must be 3-D \[samples, time, features\]; got shape \(8, 6\)"),
+    ("inputs of rank 4", (X[..., None], Y), {}, r"must be 3-D .*got shape \(8, 6, 2, 1\)"),
+    ("wrong feature count", (np.concatenate([X, X[..., :1]], axis=2), Y), {}, "3 features per sample .* the model's input expects 2"),
+    ("wrong number of steps", (X[:, :4], Y), {}, "4 time steps per sample .* the model's input expects 6"),
+    ("mismatched lengths", (X, Y[:5]), {}, r"different numbers of samples \(8 and 5\)"),
+    ("empty arrays", (X[:0], Y[:0]), {}, r"data inputs is empty \(shape \(0, 6, 2\)\)"),
+    ("zero-length sequences", (X[:, :0], Y), {}, "zero-length axis"),
+    ("strings", (X.astype(str), Y), {}, "must be numeric; got dtype <U"),
+    ("objects", (np.array([object()] * N, dtype=object), Y), {}, "must be numeric; got dtype object"),
+    ("ragged lists", ([[[0.0, 1.0]] * 3, [[0.0, 1.0]] * 4], [[1.0], [2.0]]), {}, "ragged"),
+    ("booleans", (X > 0, Y), {}, "dtype bool"),
+    ("targets too wide", (X, np.zeros((N, 3), np.float32)), {}, r"targets have shape \(3,\) per sample but the model predicts \(1,\)"),
+    ("data is None", None, {}, "data is None"),
+    ("empty dataset", tf.data.Dataset.from_tensor_slices((X, Y)).batch(4).take(0), {}, "empty dataset"),
+    ("unbatched dataset", tf.data.Dataset.from_tensor_slices((X, Y)), {}, r"did you forget .batch"),
+    ("string dataset", tf.data.Dataset.from_tensor_slices((X.astype(str), Y)).batch(4), {}, "must be numeric; got dtype string"),
+    ("zero batch size", (X, Y), {"batch_size": 0}, "batch_size must be a positive integer; got 0"),
+    ("negative steps", (X, Y), {"steps": -1}, "steps must be a positive integer; got -1"),
+    ("zero epochs", (X, Y), {"epochs": 0, "steps": None}, "epochs must be a positive integer; got 0"),
+    ("warmup longer than the run", (X, Y), {"warmup_steps": 10}, r"warmup_steps \(10\) is longer than the run \(total_steps=2\)"),
+    ("negative clip norm", (X, Y), {"clip_norm": -1.0}, "clip_norm must be a finite number > 0; got -1.0"),
+    ("unknown clip method", (X, Y), {"clip": "l2"}, "clip must be one of"),
+    ("nan learning rate", (X, Y), {"learning_rate": float("nan")}, "learning_rate must be a finite number > 0; got nan"),
+    ("unknown loss", (X, Y), {"loss": "msee"}, "loss must be a Keras loss name"),
+    ("unknown non-finite policy", (X, Y), {"on_nonfinite": "ignore"}, "on_nonfinite must be one of"),
+    ("a Keras clipnorm", (X, Y), {"optimizer": keras.optimizers.Adam(clipnorm=1.0)}, "optimizer has clipnorm=1.0; use train"),
+    ("resume without a logdir", (X, Y), {"resume": True, "logdir": None}, "resume=True needs a logdir"),
+]
+
+
+@pytest.mark.parametrize("name, data_, options, message", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_train_refuses_bad_input_before_any_step_or_write(tmp_path, name, data_, options, message):
+    logdir = tmp_path / "logs"
+    arguments = {"steps": 2, "logdir": str(logdir), "progress": False, **options}
+    net = model()
+    before = [w.copy() for w in net.get_weights()]
+    with pytest.raises(ValueError, match=message):
+        lstmcore.train(net, data_, **arguments)
+    assert not logdir.exists()
+    for a, b in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_logdir_inside_a_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="lies inside .*notes.txt.*which is a file"):
+        lstmcore.train(model(), (X, Y), steps=1, logdir=str(tmp_path / "notes.txt" / "runs"), progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_an_unwritable_logdir_is_refused(tmp_path, monkeypatch):
+    # Tests run as root, who may write anywhere; the permission answer is what is checked.
+    monkeypatch.setattr(runs.os, "access", lambda path, mode: False)
+    with pytest.raises(ValueError, match="is not writable"):
+        lstmcore.train(model(), (X, Y), steps=1, logdir=str(tmp_path / "runs"), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_checkpoint_of_a_different_model_is_refused_naming_the_field(tmp_path):
+    lstmcore.train(model(), (X, Y), steps=2, logdir=str(tmp_path), run_name="r", progress=False)
+    other = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(5), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="cannot resume .*model: .*in the run"):
+        lstmcore.train(other, (X, Y), steps=2, logdir=str(tmp_path), run_name="r", resume=True, progress=False)
+
+
+OTHER_CASES = [
+    ("series shorter than a window", lambda: data.windows(np.arange(5.0), input_steps=10), "fewer than the input_steps"),
+    ("window of zero steps", lambda: data.windows(np.arange(50.0), input_steps=0), "input_steps"),
+    ("negative horizon", lambda: data.windows(np.arange(50.0), input_steps=3, horizon=-1), "horizon"),
+    ("splits that do not sum to one", lambda: data.windows(np.arange(50.0), input_steps=3, splits=(0.5, 0.2, 0.2)), "sum to 1"),
+    ("nan in a series", lambda: data.windows(np.array([0.0, np.nan] * 30), input_steps=3), "NaN"),
+    ("schedule warmup too long", lambda: schedules.warmup_schedule(0.1, total_steps=5, warmup_steps=6), "longer than the run"),
+    ("clip groups with a bad pattern", lambda: clipping.check_clip_options("global_norm", 1.0, {"(": 1.0}), "not a regular expression"),
+]
+
+
+@pytest.mark.parametrize("name, call, message", OTHER_CASES, ids=[c[0] for c in OTHER_CASES])
+def test_data_schedule_and_clipping_refuse_bad_input(name, call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def write_csv(path):
+    path.write_text("time,load\n" + "\n".join(f"{i},{i % 7}" for i in range(40)) + "\n")
+
+
+CLI_CASES = [
+    ("missing file", ["--csv", "{tmp}/nope.csv", "--target", "load"], "nope.csv"),
+    ("missing column", ["--csv", "{csv}", "--target", "price"], "price"),
+    ("window longer than the series", ["--csv", "{csv}", "--target", "load", "--window", "500"], "fewer than"),
+    ("negative window", ["--csv", "{csv}", "--target", "load", "--window", "-2"], "expected a positive integer, got '-2'"),
+    ("negative learning rate", ["--csv", "{csv}", "--target", "load", "--learning-rate", "-1"], "expected a finite positive number, got '-1'"),
+]
+
+
+@pytest.mark.parametrize("name, arguments, message", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_the_cli_prints_one_line_and_exits_2(tmp_path, name, arguments, message):
+    csv = tmp_path / "series.csv"
+    write_csv(csv)
+    arguments = [a.format(tmp=tmp_path, csv=csv) for a in arguments]
+    result = subprocess.run(
+        [sys.executable, "-m", "lstmcore", "train", *arguments, "--logdir", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert message in last and last.startswith(("lstmcore train: error:", "usage:", "lstmcore"))
+    assert not (tmp_path / "runs").exists()
