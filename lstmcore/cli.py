@@ -11,6 +11,7 @@ import os
 import sys
 
 EXIT_USAGE = 2
+BENCHMARKS = ("throughput", "vanishing", "overhead", "cpu_kernel", "windowing", "preflight", "soak")
 
 
 def _positive_int(text: str) -> int:
@@ -67,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose = commands.add_parser("diagnose", help="say why a finished run trained badly (from its TensorBoard logs)")
     diagnose.add_argument("logdir", help="a run directory, or a log directory (its newest run is read)")
 
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark: throughput, vanishing, overhead, cpu_kernel, windowing, preflight, soak",
+        description="Runs python -m benchmarks.NAME with the arguments that follow (see NAME --help).",
+    )
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to the benchmark")
+
     demo = commands.add_parser("demo", help="train on an embedded series and show what lstmcore logs")
     demo.add_argument("--logdir", default=os.path.join("runs", "demo"))
     demo.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per run (default: about a minute in all on 2 CPU cores)")
@@ -121,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train_command(args)
+        if args.command == "bench":
+            import importlib
+
+            # Imported only now: a benchmark may hide the GPU before TensorFlow loads.
+            importlib.import_module(f"benchmarks.{args.name}").main(args.arguments)
+            return 0
         if args.command == "diagnose":
             from lstmcore import diagnosis
 

@@ -59,3 +59,16 @@ def test_demo_shows_collapse_and_cure(tmp_path, capsys):
     assert "run raw" in out and "collapsed" in out.split("run raw")[1].splitlines()[0]
     assert "learns the series" in out.split("run normalized")[1].splitlines()[0]
     assert len(os.listdir(tmp_path)) == 2
+
+
+def test_bench_runs_a_benchmark_by_name(capsys):
+    assert cli.main(["bench", "windowing", "--smoke"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_bench_refuses_an_unknown_benchmark(capsys):
+    try:
+        cli.main(["bench", "speed"])
+    except SystemExit as exit:
+        assert exit.code == 2
+    assert "invalid choice: 'speed'" in capsys.readouterr().err
