@@ -103,7 +103,8 @@ def median_ms(steps, inputs, targets, *, warmup_steps: int, timed_steps: int) ->
 def time_torch_in_child(problem, *, warmup_steps: int, timed_steps: int) -> float:
     """PyTorch's median step time in ms, measured in a fresh process (see module docstring)."""
     command = [
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         "import json, sys; from benchmarks.cpu_kernel import torch_child; torch_child(sys.argv[1])",
         json.dumps({"problem": problem, "warmup": warmup_steps, "timed": timed_steps}),
     ]
@@ -132,8 +133,11 @@ def time_problem(problem, *, warmup_steps: int, timed_steps: int, with_torch: bo
         "lstmcore-xla": make_keras_step(LSTM(units, kernel="xla"), problem),
     }
     ms = median_ms(
-        steps, tf.constant(inputs), tf.constant(targets),
-        warmup_steps=warmup_steps, timed_steps=timed_steps,
+        steps,
+        tf.constant(inputs),
+        tf.constant(targets),
+        warmup_steps=warmup_steps,
+        timed_steps=timed_steps,
     )
     if with_torch:
         ms["pytorch"] = time_torch_in_child(

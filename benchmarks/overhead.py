@@ -140,7 +140,13 @@ def environment() -> dict:
     gpus = tf.config.list_logical_devices("GPU")
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": (tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name", "GPU") if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"),
+        "device": (
+            tf.config.experimental.get_device_details(
+                tf.config.list_physical_devices("GPU")[0]
+            ).get("device_name", "GPU")
+            if gpus
+            else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+        ),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "python": platform.python_version(),
@@ -162,7 +168,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory() as logdir:
         for shape in problems:
-            result = {**measure(shape, warmup=warmup, timed=timed, repeats=repeats, logdir=logdir), **env}
+            result = {
+                **measure(shape, warmup=warmup, timed=timed, repeats=repeats, logdir=logdir),
+                **env,
+            }
             results.append(result)
             print(
                 f"B={shape[0]} T={shape[1]} I={shape[2]} H={shape[3]}: bare Keras step "

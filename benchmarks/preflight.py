@@ -21,7 +21,9 @@ import numpy as np
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=10_000)
-    parser.add_argument("--shape", type=int, nargs=4, default=(64, 100, 32, 256), metavar=("B", "T", "I", "H"))
+    parser.add_argument(
+        "--shape", type=int, nargs=4, default=(64, 100, 32, 256), metavar=("B", "T", "I", "H")
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -42,9 +44,20 @@ def main(argv: list[str] | None = None) -> dict:
         check_array(y, name="targets", min_rank=1, max_rank=3)
         scans.append(time.perf_counter() - start)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((time_steps, features)), keras.layers.LSTM(units), keras.layers.Dense(1)])
-    history = lstmcore.train(model, (x[: batch * 40], y[: batch * 40]), steps=40, batch_size=batch,
-                             flush_every=10, logdir=None, progress=False, probe_every=None, check=False)
+    model = keras.Sequential(
+        [keras.Input((time_steps, features)), keras.layers.LSTM(units), keras.layers.Dense(1)]
+    )
+    history = lstmcore.train(
+        model,
+        (x[: batch * 40], y[: batch * 40]),
+        steps=40,
+        batch_size=batch,
+        flush_every=10,
+        logdir=None,
+        progress=False,
+        probe_every=None,
+        check=False,
+    )
     steps, seconds = history.flush_times.T
     step_seconds = (seconds[-1] - seconds[0]) / (steps[-1] - steps[0])
     epoch_seconds = step_seconds * -(-args.windows // batch)
@@ -58,8 +71,10 @@ def main(argv: list[str] | None = None) -> dict:
         "epoch_seconds": round(epoch_seconds, 2),
         "scan_share_of_epoch": round(scan / epoch_seconds, 5),
     }
-    print(f"pre-flight scan of {args.windows} windows: {scan * 1e3:.1f} ms = "
-          f"{100 * scan / epoch_seconds:.2f}% of an epoch ({epoch_seconds:.1f} s at {step_seconds * 1e3:.1f} ms/step)")
+    print(
+        f"pre-flight scan of {args.windows} windows: {scan * 1e3:.1f} ms = "
+        f"{100 * scan / epoch_seconds:.2f}% of an epoch ({epoch_seconds:.1f} s at {step_seconds * 1e3:.1f} ms/step)"
+    )
     if args.json:
         with open(args.json, "a", encoding="utf-8") as f:
             f.write(json.dumps(result) + "\n")

@@ -48,13 +48,21 @@ def run(steps: int) -> dict:
 
         def sample():
             while not stop.wait(1.0):
-                samples.append((time.perf_counter() - started, resident_megabytes(), event_bytes(logdir)))
+                samples.append(
+                    (time.perf_counter() - started, resident_megabytes(), event_bytes(logdir))
+                )
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         history = lstmcore.train(
-            model, (x, x[:, -1, :1]), steps=steps, batch_size=8, logdir=logdir, log_every=1,
-            checkpoint_every=max(steps // 10, 1), progress=False,
+            model,
+            (x, x[:, -1, :1]),
+            steps=steps,
+            batch_size=8,
+            logdir=logdir,
+            log_every=1,
+            checkpoint_every=max(steps // 10, 1),
+            progress=False,
         )
         stop.set()
         sampler.join()
@@ -68,7 +76,9 @@ def run(steps: int) -> dict:
 
     first_ms = seconds_per_step(tenth // 2, tenth) * 1e3
     last_ms = seconds_per_step(steps - tenth, steps - 1) * 1e3
-    times, memory, sizes = (np.array(column) for column in zip(*samples)) if samples else ([], [], [])
+    times, memory, sizes = (
+        (np.array(column) for column in zip(*samples)) if samples else ([], [], [])
+    )
     duration = times[-1] if len(times) else 0
     early = (times >= 0.05 * duration) & (times <= 0.15 * duration)
     late = times >= 0.9 * duration
@@ -84,7 +94,9 @@ def run(steps: int) -> dict:
         "rss_mb_first_10pct": round(float(memory[early].mean()), 1) if early.any() else None,
         "rss_mb_last_10pct": round(float(memory[late].mean()), 1) if late.any() else None,
         "event_bytes_per_second_first_half": round(float(rate(0, half)), 1) if half > 1 else None,
-        "event_bytes_per_second_second_half": round(float(rate(half, len(sizes) - 1)), 1) if half > 1 else None,
+        "event_bytes_per_second_second_half": round(float(rate(half, len(sizes) - 1)), 1)
+        if half > 1
+        else None,
         "event_bytes_total": final_events,
         "event_bytes_per_step": round(final_events / steps, 1),
     }

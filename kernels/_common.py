@@ -30,9 +30,7 @@ def check_arguments(inputs, kernel, recurrent_kernel, bias, initial_state, mask,
     """
     x_shape = _static_shape(inputs)
     if len(x_shape) != 3:
-        raise ValueError(
-            f"inputs must be 3-D [batch, time, features]; got shape {x_shape}"
-        )
+        raise ValueError(f"inputs must be 3-D [batch, time, features]; got shape {x_shape}")
     k_shape = _static_shape(kernel)
     if len(k_shape) != 2 or (k_shape[1] is not None and k_shape[1] % 4 != 0):
         raise ValueError(f"kernel must be 2-D [features, 4 * units]; got shape {k_shape}")

@@ -54,7 +54,6 @@ def _forward_loop(zx, recurrent_kernel, h0, c0, mask):
         body,
         (tf.constant(0), h0, c0, new_array(), new_array(), new_array(), new_array()),
         parallel_iterations=1,
-
     )
     return h_arr.stack(), c_arr.stack(), gate_arr.stack(), tanh_c_arr.stack()
 
@@ -102,7 +101,6 @@ def _backward_loop(d_h_seq, d_h_last, d_c_last, recurrent_kernel, factors, bc, f
         body,
         (time - 1, d_h_last, d_c_last, tf.TensorArray(d_h_seq.dtype, size=time)),
         parallel_iterations=1,
-
     )
     return dz_arr.stack(), dh0, dc0
 

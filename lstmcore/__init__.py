@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "train": "lstmcore.loop",
-    "NonFiniteError": "lstmcore.loop",
+    "NonFiniteError": "lstmcore.faults",
     "History": "lstmcore.history",
     "cudnn_report": "lstmcore.kernel_report",
     "check_data": "lstmcore.diagnosis",

@@ -44,29 +44,60 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an LSTM forecaster on a CSV time series")
     train.add_argument("--csv", required=True, help="the CSV file (with a header row)")
     train.add_argument("--target", required=True, nargs="+", help="column(s) to forecast")
-    train.add_argument("--features", nargs="+", default=None, help="input columns (default: all numeric columns but the time column)")
-    train.add_argument("--time-column", default=None, help="a column of increasing times (numbers or ISO dates)")
-    train.add_argument("--missing", default="error", choices=("error", "drop", "ffill", "interpolate"), help="what to do with empty cells")
+    train.add_argument(
+        "--features",
+        nargs="+",
+        default=None,
+        help="input columns (default: all numeric columns but the time column)",
+    )
+    train.add_argument(
+        "--time-column", default=None, help="a column of increasing times (numbers or ISO dates)"
+    )
+    train.add_argument(
+        "--missing",
+        default="error",
+        choices=("error", "drop", "ffill", "interpolate"),
+        help="what to do with empty cells",
+    )
     train.add_argument("--window", type=_positive_int, default=48, help="input steps per window")
     train.add_argument("--horizon", type=_positive_int, default=1, help="steps ahead to forecast")
     train.add_argument("--units", type=_positive_int, default=64)
     train.add_argument("--layers", type=_positive_int, default=1)
     train.add_argument("--epochs", type=_positive_int, default=10)
-    train.add_argument("--steps", type=_positive_int, default=None, help="total optimizer steps (overrides --epochs)")
+    train.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="total optimizer steps (overrides --epochs)",
+    )
     train.add_argument("--batch-size", type=_positive_int, default=64)
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     train.add_argument("--warmup-steps", type=int, default=None)
-    train.add_argument("--decay", default="constant", choices=("constant", "linear", "cosine", "exponential", "inverse_sqrt"))
-    train.add_argument("--clip", default="global_norm", choices=("global_norm", "per_variable_norm", "value", "adaptive", "none"))
+    train.add_argument(
+        "--decay",
+        default="constant",
+        choices=("constant", "linear", "cosine", "exponential", "inverse_sqrt"),
+    )
+    train.add_argument(
+        "--clip",
+        default="global_norm",
+        choices=("global_norm", "per_variable_norm", "value", "adaptive", "none"),
+    )
     train.add_argument("--clip-norm", type=_positive_float, default=1.0)
     train.add_argument("--logdir", default="runs")
     train.add_argument("--run-name", default=None)
-    train.add_argument("--resume", action="store_true", help="continue the run named by --run-name (or the newest)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run named by --run-name (or the newest)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true")
 
-    diagnose = commands.add_parser("diagnose", help="say why a finished run trained badly (from its TensorBoard logs)")
-    diagnose.add_argument("logdir", help="a run directory, or a log directory (its newest run is read)")
+    diagnose = commands.add_parser(
+        "diagnose", help="say why a finished run trained badly (from its TensorBoard logs)"
+    )
+    diagnose.add_argument(
+        "logdir", help="a run directory, or a log directory (its newest run is read)"
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -76,9 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to the benchmark")
 
-    demo = commands.add_parser("demo", help="train on an embedded series and show what lstmcore logs")
+    demo = commands.add_parser(
+        "demo", help="train on an embedded series and show what lstmcore logs"
+    )
     demo.add_argument("--logdir", default=os.path.join("runs", "demo"))
-    demo.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per run (default: about a minute in all on 2 CPU cores)")
+    demo.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="optimizer steps per run (default: about a minute in all on 2 CPU cores)",
+    )
     demo.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -89,11 +127,30 @@ def _train_command(args) -> int:
     import lstmcore
     from lstmcore import data, models
 
-    series = data.read_csv(args.csv, target=args.target, features=args.features, time_column=args.time_column, missing=args.missing)
-    windowed = data.windows(series, input_steps=args.window, horizon=args.horizon, batch_size=args.batch_size, seed=args.seed)
+    series = data.read_csv(
+        args.csv,
+        target=args.target,
+        features=args.features,
+        time_column=args.time_column,
+        missing=args.missing,
+    )
+    windowed = data.windows(
+        series,
+        input_steps=args.window,
+        horizon=args.horizon,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     keras.utils.set_random_seed(args.seed)
     inputs, targets = windowed.arrays("train")
-    model = models.forecaster(args.window, inputs.shape[-1], int(targets[0].size), units=args.units, layers=args.layers, seed=args.seed)
+    model = models.forecaster(
+        args.window,
+        inputs.shape[-1],
+        int(targets[0].size),
+        units=args.units,
+        layers=args.layers,
+        seed=args.seed,
+    )
     history = lstmcore.train(
         model,
         windowed.arrays("train"),
@@ -116,7 +173,10 @@ def _train_command(args) -> int:
     model_path = os.path.join(history.run_dir, "model.keras")
     model.save(model_path)
     val = history["val_loss"]
-    print(f"final training loss {history.final_loss:.4g}" + (f", validation loss {val[-1]:.4g}" if len(val) else ""))
+    print(
+        f"final training loss {history.final_loss:.4g}"
+        + (f", validation loss {val[-1]:.4g}" if len(val) else "")
+    )
     print(f"model saved to {model_path}")
     print(f"TensorBoard: tensorboard --logdir {args.logdir}")
     return 0

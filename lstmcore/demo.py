@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 
-import keras
 import numpy as np
 
 import lstmcore
@@ -43,7 +42,9 @@ def load_series(num_hours: int = 4000, seed: int = 7) -> data.Series:
     hours = np.arange(num_hours, dtype=np.float64)
     daily = np.sin(2 * np.pi * (hours % 24) / 24 - np.pi / 2)
     weekly = np.sin(2 * np.pi * hours / (24 * 7))
-    temperature = 12 + 8 * np.sin(2 * np.pi * hours / (24 * 365)) + 4 * daily + rng.normal(0, 1, num_hours)
+    temperature = (
+        12 + 8 * np.sin(2 * np.pi * hours / (24 * 365)) + 4 * daily + rng.normal(0, 1, num_hours)
+    )
     noise = np.zeros(num_hours)
     for t in range(1, num_hours):
         noise[t] = 0.8 * noise[t - 1] + rng.normal(0, 25)
@@ -75,7 +76,9 @@ def _evaluate(model, windowed, raw_test_targets, raw_last_load) -> dict:
     }
 
 
-def run(*, logdir: str = os.path.join("runs", "demo"), steps: int | None = None, progress: bool = True) -> int:
+def run(
+    *, logdir: str = os.path.join("runs", "demo"), steps: int | None = None, progress: bool = True
+) -> int:
     """Trains the two demo runs and prints the comparison; returns the exit code (0)."""
     steps = steps or DEFAULT_STEPS
     series = load_series()
@@ -89,7 +92,9 @@ def run(*, logdir: str = os.path.join("runs", "demo"), steps: int | None = None,
     results = {}
     for name, windowed in (("raw", raw), ("normalized", scaled)):
         if progress:
-            print(f"\n== run '{name}': {'unscaled inputs in megawatts' if name == 'raw' else 'inputs scaled with training-split statistics'}")
+            print(
+                f"\n== run '{name}': {'unscaled inputs in megawatts' if name == 'raw' else 'inputs scaled with training-split statistics'}"
+            )
         model = models.forecaster(INPUT_STEPS, 2, 1, units=UNITS, seed=0)
         history = lstmcore.train(
             model,
@@ -113,7 +118,9 @@ def run(*, logdir: str = os.path.join("runs", "demo"), steps: int | None = None,
 
     print("\n== lstmcore demo: the same LSTM, the same steps, two ways of feeding it")
     print(f"   test RMSE of predicting the training mean: {mean_rmse:8.1f} MW")
-    print(f"   test RMSE of 'next hour = this hour':      {results['raw']['persistence_rmse_mw']:8.1f} MW")
+    print(
+        f"   test RMSE of 'next hour = this hour':      {results['raw']['persistence_rmse_mw']:8.1f} MW"
+    )
     for name, result in results.items():
         verdict = (
             "collapsed: predicts nearly one value"
@@ -130,7 +137,9 @@ def run(*, logdir: str = os.path.join("runs", "demo"), steps: int | None = None,
             print(f"\n   lstmcore's diagnosis of run '{name}': no problem found.")
             continue
         top = findings[0]
-        print(f"\n   lstmcore's diagnosis of run '{name}' (top of {len(findings)} finding(s)): {top['title']}")
+        print(
+            f"\n   lstmcore's diagnosis of run '{name}' (top of {len(findings)} finding(s)): {top['title']}"
+        )
         print(f"     evidence: {top['evidence']}")
         print(f"     fix: {top['fix']}")
     print(f"\nSee both runs side by side: tensorboard --logdir {logdir}")

@@ -105,4 +105,6 @@ class HistoryBuilder:
             if self._layer
             else np.zeros((0, len(self._tags)), np.float32)
         )
-        return History(history=history, layer_grad_norms=layer, layer_grad_norm_tags=self._tags, **fields)
+        return History(
+            history=history, layer_grad_norms=layer, layer_grad_norm_tags=self._tags, **fields
+        )

@@ -82,10 +82,10 @@ def check_array(value, *, name: str, min_rank: int, max_rank: int) -> np.ndarray
     if not finite.all():
         index = np.unravel_index(int(np.argmin(finite)), array.shape)
         kind = "NaN" if np.isnan(array[index]) else "an infinite value"
-        where = ", ".join(
-            f"{axis} {i}" for axis, i in zip(("sample", "step", "feature"), index)
-        ) if array.ndim == 3 else ", ".join(
-            f"{axis} {i}" for axis, i in zip(("sample", "output", "output"), index)
+        where = (
+            ", ".join(f"{axis} {i}" for axis, i in zip(("sample", "step", "feature"), index))
+            if array.ndim == 3
+            else ", ".join(f"{axis} {i}" for axis, i in zip(("sample", "output", "output"), index))
         )
         count = int(array.size - finite.sum())
         raise ValueError(
@@ -159,7 +159,9 @@ def prepare(
         # `reshuffle_each_iteration` does not restore its next epoch's order across processes.)
         indices = tf.range(count, dtype=tf.int64)
         if shuffle:
-            indices = tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([shuffle_seed, number]))
+            indices = tf.random.experimental.stateless_shuffle(
+                indices, seed=tf.stack([shuffle_seed, number])
+            )
         return tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
 
     epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
@@ -173,9 +175,7 @@ def prepare(
 def _prepare_dataset(dataset: tf.data.Dataset, *, name: str, repeat: bool) -> PreparedData:
     spec = dataset.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
-        raise ValueError(
-            f"{name} must yield (inputs, targets) pairs; got elements {spec}"
-        )
+        raise ValueError(f"{name} must yield (inputs, targets) pairs; got elements {spec}")
     input_spec, target_spec = spec
     for part, part_spec in (("inputs", input_spec), ("targets", target_spec)):
         if not isinstance(part_spec, tf.TensorSpec):
@@ -194,9 +194,7 @@ def _prepare_dataset(dataset: tf.data.Dataset, *, name: str, repeat: bool) -> Pr
         raise ValueError(f"{name} is an empty dataset; it must yield at least one batch")
     if cardinality == tf.data.INFINITE_CARDINALITY and not repeat:
         raise ValueError(f"{name} is infinite; an evaluation pass needs a finite dataset")
-    dataset = dataset.map(
-        lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32))
-    )
+    dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)))
     if repeat and cardinality != tf.data.INFINITE_CARDINALITY:
         dataset = dataset.repeat()
     dataset = dataset.prefetch(2)

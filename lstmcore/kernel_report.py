@@ -37,7 +37,9 @@ def _keras_reasons(layer) -> list[str]:
     if getattr(cell, "recurrent_dropout", 0):
         reasons.append(f"recurrent_dropout={cell.recurrent_dropout} (cuDNN has none)")
     if not _is(cell.activation, keras.activations.tanh, tf.tanh, keras.ops.tanh):
-        reasons.append(f"activation={getattr(cell.activation, '__name__', cell.activation)} (needs tanh)")
+        reasons.append(
+            f"activation={getattr(cell.activation, '__name__', cell.activation)} (needs tanh)"
+        )
     if not _is(cell.recurrent_activation, keras.activations.sigmoid, tf.sigmoid, keras.ops.sigmoid):
         reasons.append(
             "recurrent_activation="

@@ -12,37 +12,23 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import clipping, monitor, runs, schedules
+from lstmcore import clipping, faults, monitor, probes, runs, schedules
+from lstmcore import writer as writer_lib
 from lstmcore.diagnosis import format_findings
-from lstmcore.kernel_report import cudnn_report
 from lstmcore.history import STEP_KEYS, History, HistoryBuilder
 from lstmcore.inputs import prepare
+from lstmcore.kernel_report import cudnn_report
 from lstmcore.step import make_eval_step, make_train_step
-from lstmcore.writer import RunWriter, drop_events_after, tag_regex
+from lstmcore.writer import RunWriter, drop_events_after
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 ON_NONFINITE = ("stop", "restore")
-FAULT_NAMES = ((1, "loss"), (2, "gradients"), (4, "inputs"), (8, "targets"))
-PER_STEP_TAGS = (
-    ("loss", "train/loss"),
-    ("learning_rate", "train/learning_rate"),
-    ("grad_norm_before_clip", "grad_norm/global_before_clip"),
-    ("grad_norm_after_clip", "grad_norm/global_after_clip"),
-    ("clipped", "clip/clipped"),
-    ("clip_fraction", "clip/fraction"),
-    ("skipped", "train/skipped_nonfinite"),
-)
-
-
-class NonFiniteError(RuntimeError):
-    """Training stopped because steps kept producing non-finite values."""
 
 
 def _positive_int(name, value, *, allow_none=False):
@@ -51,17 +37,6 @@ def _positive_int(name, value, *, allow_none=False):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive integer; got {value!r}")
     return int(value)
-
-
-def _make_loss(loss):
-    if callable(loss):
-        return loss
-    try:
-        return keras.losses.get(loss)
-    except (ValueError, TypeError):
-        raise ValueError(
-            f"loss must be a Keras loss name (e.g. 'mse', 'mae', 'huber') or a callable; got {loss!r}"
-        ) from None
 
 
 def _make_optimizer(optimizer, learning_rate):
@@ -75,8 +50,12 @@ def _make_optimizer(optimizer, learning_rate):
                 )
         return optimizer
     if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS} or a Keras optimizer; got {optimizer!r}")
-    return keras.optimizers.get({"class_name": optimizer.lower(), "config": {"learning_rate": learning_rate}})
+        raise ValueError(
+            f"optimizer must be one of {OPTIMIZERS} or a Keras optimizer; got {optimizer!r}"
+        )
+    return keras.optimizers.get(
+        {"class_name": optimizer.lower(), "config": {"learning_rate": learning_rate}}
+    )
 
 
 def _model_signature(model) -> dict:
@@ -195,7 +174,7 @@ def train(
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model; got {type(model).__name__}")
-    loss_fn = _make_loss(loss)
+    loss_fn = probes.as_loss_fn(loss, name="loss")
     batch_size = _positive_int("batch_size", batch_size)
     log_every = _positive_int("log_every", log_every)
     flush_every = _positive_int("flush_every", flush_every)
@@ -207,11 +186,15 @@ def train(
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, allow_none=True)
     if probe_every == "auto":
         probe_every = -1
-    probe_every = _positive_int("probe_every", probe_every, allow_none=True) if probe_every != -1 else -1
+    probe_every = (
+        _positive_int("probe_every", probe_every, allow_none=True) if probe_every != -1 else -1
+    )
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}; got {on_nonfinite!r}")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
-        math.isfinite(learning_rate) and learning_rate > 0
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, (int, float))
+        or not (math.isfinite(learning_rate) and learning_rate > 0)
     ):
         raise ValueError(f"learning_rate must be a finite number > 0; got {learning_rate!r}")
     clipping.check_clip_options(clip, clip_norm, clip_groups)
@@ -223,11 +206,20 @@ def train(
 
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
-    train_data = prepare(data, name="data", batch_size=batch_size * replicas, shuffle=shuffle, seed=seed, repeat=True)
+    train_data = prepare(
+        data, name="data", batch_size=batch_size * replicas, shuffle=shuffle, seed=seed, repeat=True
+    )
     val_data = (
         None
         if validation_data is None
-        else prepare(validation_data, name="validation_data", batch_size=batch_size * replicas, shuffle=False, seed=None, repeat=False)
+        else prepare(
+            validation_data,
+            name="validation_data",
+            batch_size=batch_size * replicas,
+            shuffle=False,
+            seed=None,
+            repeat=False,
+        )
     )
     if steps is None:
         if train_data.batches_per_epoch is None:
@@ -273,7 +265,8 @@ def train(
 
     with strategy.scope():
         optimizer = _make_optimizer(
-            optimizer, lr_schedule if not isinstance(optimizer, keras.optimizers.Optimizer) else None
+            optimizer,
+            lr_schedule if not isinstance(optimizer, keras.optimizers.Optimizer) else None,
         )
     _build_and_check(model, train_data, loss_fn)
     with strategy.scope():
@@ -305,11 +298,19 @@ def train(
 
     train_arrays = monitor.as_arrays(data)
     validation_arrays = None if validation_data is None else monitor.as_arrays(validation_data)
-    findings_before = monitor.check_before_training(model, train_arrays, validation_arrays, loss) if check else []
+    findings_before = (
+        monitor.check_before_training(model, train_arrays, validation_arrays, loss) if check else []
+    )
 
     # Everything was checked: from here on, work and writes.
     train_step, series = make_train_step(
-        model, optimizer, loss_fn, clip=clip, clip_norm=clip_norm, clip_groups=clip_groups, strategy=strategy
+        model,
+        optimizer,
+        loss_fn,
+        clip=clip,
+        clip_norm=clip_norm,
+        clip_groups=clip_groups,
+        strategy=strategy,
     )
     eval_step = make_eval_step(model, loss_fn, strategy)
     if replicas > 1:
@@ -343,21 +344,31 @@ def train(
                 print(f"lstmcore: resumed {restored} at step {int(optimizer.iterations.numpy())}")
     start_step = int(optimizer.iterations.numpy())
     if resuming:
-        drop_events_after(run_dir, start_step, {tag for _, tag in PER_STEP_TAGS} | {s.tag for s in series})
+        drop_events_after(
+            run_dir,
+            start_step,
+            {tag for _, tag in writer_lib.PER_STEP_TAGS} | {s.tag for s in series},
+        )
 
-    tags = [tag for _, tag in PER_STEP_TAGS] + [s.tag for s in series]
+    tags = [tag for _, tag in writer_lib.PER_STEP_TAGS] + [s.tag for s in series]
     if run_dir is not None:
         writer = RunWriter(run_dir, tags)
         if not resuming:
-            writer.write_hparams({**_flat_hparams(config), **(hparams or {})}, ["train/loss", "val/loss"])
-            writer.write_layout(_layout(series))
-            writer.write_text("kernels", _kernels_markdown(kernels), step=0)
+            writer.write_hparams(
+                {**_flat_hparams(config), **(hparams or {})}, ["train/loss", "val/loss"]
+            )
+            writer.write_layout(writer_lib.layout(series))
+            writer.write_text("kernels", writer_lib.kernels_markdown(kernels), step=0)
     probe_logger = None
     if probe_every is not None:
         batch = monitor.probe_batch(train_data.dataset, train_arrays, validation_arrays)
         if np.isfinite(batch[0]).all() and np.isfinite(batch[1]).all():
             probe_logger = monitor.ProbeLogger(
-                model, batch, loss_fn, writer, monitor.persistence_values(batch[0], batch[1], data_report)
+                model,
+                batch,
+                loss_fn,
+                writer,
+                monitor.persistence_values(batch[0], batch[1], data_report),
             )
         elif progress:
             print("lstmcore: probes are off: the first batch of data holds NaN or Inf")
@@ -372,32 +383,49 @@ def train(
             print(f"lstmcore: logging to {run_dir}  (tensorboard --logdir {logdir})")
 
     builder = HistoryBuilder([s.tag for s in series])
-    bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "grad_norm", "lr", "steps/s"]) if progress else None
+    bar = (
+        keras.utils.Progbar(steps, stateful_metrics=["loss", "grad_norm", "lr", "steps/s"])
+        if progress
+        else None
+    )
     pending: list[dict] = []
     flush_times: list[tuple[int, float]] = []
     started = time.perf_counter()
-    state = {"last_flush": time.monotonic(), "last_step": start_step, "consecutive": 0, "first_skip": None, "restores": 0}
+    state = {
+        "last_flush": time.monotonic(),
+        "last_step": start_step,
+        "consecutive": 0,
+        "first_skip": None,
+        "restores": 0,
+    }
     stop_requested = {"signal": None}
 
     def on_sigterm(signum, frame):
         stop_requested["signal"] = signum
 
-    previous_handler = _install_sigterm(on_sigterm)
+    previous_handler = runs.install_sigterm(on_sigterm)
 
     def flush():
         if not pending:
             return
-        values = {key: np.stack([m[key].numpy() for m in pending]) for key in (*STEP_KEYS, "fault", "layer_grad_norms")}
+        values = {
+            key: np.stack([m[key].numpy() for m in pending])
+            for key in (*STEP_KEYS, "fault", "layer_grad_norms")
+        }
         pending.clear()
         fraction = builder.add(values)
         columns = {**values, "clip_fraction": fraction}
         if writer is not None:
             rows = values["step"] % log_every == 0
             table = np.concatenate(
-                [np.stack([columns[key] for key, _ in PER_STEP_TAGS], axis=1), values["layer_grad_norms"]], axis=1
+                [
+                    np.stack([columns[key] for key, _ in writer_lib.PER_STEP_TAGS], axis=1),
+                    values["layer_grad_norms"],
+                ],
+                axis=1,
             )
             writer.write_scalars(values["step"][rows], table[rows])
-        _check_nonfinite(values, state, max_consecutive_skips)
+        faults.check_consecutive_skips(values, state, max_consecutive_skips)
         now = time.monotonic()
         last_step = int(values["step"][-1]) + 1
         flush_times.append((last_step, time.perf_counter() - started))
@@ -443,8 +471,13 @@ def train(
             if len(pending) >= flush_every or time.monotonic() - state["last_flush"] >= 1.0:
                 try:
                     flush()
-                except NonFiniteError:
-                    if on_nonfinite == "stop" or checkpoints is None or checkpoints.latest is None or state["restores"] >= 3:
+                except faults.NonFiniteError:
+                    if (
+                        on_nonfinite == "stop"
+                        or checkpoints is None
+                        or checkpoints.latest is None
+                        or state["restores"] >= 3
+                    ):
                         raise
                     state["restores"] += 1
                     checkpoints.restore_latest()
@@ -452,7 +485,9 @@ def train(
                     step_now = int(optimizer.iterations.numpy())
                     state["consecutive"], state["first_skip"] = 0, None
                     if progress:
-                        print(f"\nlstmcore: non-finite steps; restored step {step_now}, learning rate halved")
+                        print(
+                            f"\nlstmcore: non-finite steps; restored step {step_now}, learning rate halved"
+                        )
                     continue
             boundary = step_now == steps
             if probe_logger is not None and (step_now % probe_every == 0 or boundary):
@@ -462,16 +497,16 @@ def train(
                 validate(step_now)
             if checkpoints is not None and (step_now % checkpoint_every == 0 or boundary):
                 flush()
-                _save_if_finite(checkpoints, step_now, model, optimizer)
+                faults.save_if_finite(checkpoints, step_now, model, optimizer)
             if stop_requested["signal"] is not None and step_now < steps:
                 flush()
                 if checkpoints is not None:
-                    _save_if_finite(checkpoints, step_now, model, optimizer)
+                    faults.save_if_finite(checkpoints, step_now, model, optimizer)
                 stopped = f"stopped by signal {stop_requested['signal']} at step {step_now}; resume with resume=True"
                 break
         flush()
     finally:
-        _restore_sigterm(previous_handler)
+        runs.restore_sigterm(previous_handler)
         if writer is not None:
             writer.flush()
             writer.close()
@@ -486,14 +521,18 @@ def train(
         probes=probe_logger.results() if probe_logger is not None else {},
     )
     if check and stopped is None and len(history["loss"]):
-        findings = monitor.diagnose_after_training(history, model, train_arrays, validation_arrays, loss)
+        findings = monitor.diagnose_after_training(
+            history, model, train_arrays, validation_arrays, loss
+        )
         history.findings = [f.to_dict() for f in [*findings_before, *findings]]
         report = format_findings(findings)
         if progress:
             print(report)
         if run_dir is not None:
             with RunWriter(run_dir, []) as text_writer:
-                text_writer.write_text("diagnosis/after_training", report, int(optimizer.iterations.numpy()))
+                text_writer.write_text(
+                    "diagnosis/after_training", report, int(optimizer.iterations.numpy())
+                )
     return history
 
 
@@ -534,92 +573,5 @@ def _declared_input_shape(model):
     return tuple(inputs[0].shape)
 
 
-def _save_if_finite(checkpoints, step, model, optimizer) -> None:
-    """Saves a checkpoint unless a weight or optimizer slot is not finite (then raises)."""
-    bad = [
-        v.path
-        for v in [*model.weights, *optimizer.variables]
-        if v.value.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(v.value)))
-    ]
-    if bad:
-        raise NonFiniteError(
-            f"at step {step} these variables hold NaN or Inf: {', '.join(bad[:5])}"
-            f"{' ...' if len(bad) > 5 else ''}; no checkpoint was written (the last one, "
-            f"{checkpoints.latest}, is finite). Lower the learning rate or clip gradients"
-        )
-    checkpoints.save(step)
-
-
-def _check_nonfinite(values, state, limit) -> None:
-    for step, skipped, fault in zip(values["step"], values["skipped"], values["fault"]):
-        if skipped:
-            state["consecutive"] += 1
-            if state["first_skip"] is None:
-                state["first_skip"] = (int(step), int(fault))
-            if state["consecutive"] >= limit:
-                first_step, first_fault = state["first_skip"]
-                what = ", ".join(name for bit, name in FAULT_NAMES if first_fault & bit) or "loss"
-                raise NonFiniteError(
-                    f"{state['consecutive']} consecutive steps were not finite, from step "
-                    f"{first_step} (batch number {first_step} of this run's data) to step {int(step)}; "
-                    f"not finite: {what}. No update was applied on those steps. Check the data "
-                    "for NaN/Inf, lower the learning rate, or clip gradients"
-                )
-        else:
-            state["consecutive"], state["first_skip"] = 0, None
-
-
-def _install_sigterm(handler):
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        return None
-
-
-def _restore_sigterm(previous) -> None:
-    if previous is not None:
-        try:
-            signal.signal(signal.SIGTERM, previous)
-        except ValueError:
-            pass
-
-
 def _flat_hparams(config: dict) -> dict:
     return {key: value for key, value in config.items() if key not in ("model",)}
-
-
-def _layout(series) -> list:
-    recurrent = sorted({s.tag.rsplit("/", 2)[0] for s in series if s.gate is not None})
-    charts_by_layer = []
-    for prefix in recurrent:
-        for part in ("kernel", "recurrent_kernel", "bias"):
-            charts_by_layer.append(
-                (f"{prefix.split('/', 1)[1]} {part} by gate", [f"^{prefix}/{part}/[a-z]$"])
-            )
-    return [
-        (
-            "lstmcore: gradients",
-            [
-                ("global gradient norm (before and after clipping)", ["^grad_norm/global_(before|after)_clip$"]),
-                ("clipping", ["^clip/"]),
-                *charts_by_layer,
-                ("per-variable gradient norms", ["^grad_norm/(?!global).*[^/]{2,}$"]),
-            ],
-        ),
-        (
-            "lstmcore: training",
-            [
-                ("loss", [tag_regex("train/loss"), tag_regex("val/loss")]),
-                ("learning rate", [tag_regex("train/learning_rate")]),
-                ("throughput and faults", ["^train/(steps_per_second|skipped_nonfinite)$"]),
-            ],
-        ),
-    ]
-
-
-def _kernels_markdown(kernels) -> str:
-    if not kernels:
-        return "No recurrent layers."
-    lines = ["| layer | class | cuDNN | why |", "|---|---|---|---|"]
-    lines += [f"| {k['layer']} | {k['layer_class']} | {k['uses_cudnn']} | {k['reason']} |" for k in kernels]
-    return "\n".join(lines)

@@ -32,8 +32,13 @@ def forecaster(
     Returns:
       An unbuilt-optimizer, uncompiled ``keras.Sequential``.
     """
-    for name, value in (("input_steps", input_steps), ("features", features), ("outputs", outputs),
-                        ("units", units), ("layers", layers)):
+    for name, value in (
+        ("input_steps", input_steps),
+        ("features", features),
+        ("outputs", outputs),
+        ("units", units),
+        ("layers", layers),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
     if not 0.0 <= dropout < 1.0:
@@ -45,15 +50,21 @@ def forecaster(
                 units,
                 return_sequences=index < layers - 1,
                 dropout=dropout,
-                kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + 3 * index),
-                recurrent_initializer=keras.initializers.Orthogonal(seed=None if seed is None else seed + 3 * index + 1),
+                kernel_initializer=keras.initializers.GlorotUniform(
+                    seed=None if seed is None else seed + 3 * index
+                ),
+                recurrent_initializer=keras.initializers.Orthogonal(
+                    seed=None if seed is None else seed + 3 * index + 1
+                ),
                 name=f"lstm_{index}",
             )
         )
     stack.append(
         keras.layers.Dense(
             outputs,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + 1000),
+            kernel_initializer=keras.initializers.GlorotUniform(
+                seed=None if seed is None else seed + 1000
+            ),
             name="head",
         )
     )

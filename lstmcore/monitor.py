@@ -50,7 +50,11 @@ def seed_states(model) -> list:
 
 def as_arrays(data) -> tuple[np.ndarray, np.ndarray] | None:
     """Returns ``(inputs, targets)`` float32 arrays for array data, None for a dataset."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], tf.data.Dataset):
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and not isinstance(data[0], tf.data.Dataset)
+    ):
         x = np.asarray(data[0], np.float32)
         y = np.asarray(data[1], np.float32)
         return x, y[:, None] if y.ndim == 1 else y
@@ -65,7 +69,11 @@ def probe_batch(train_dataset: tf.data.Dataset, train_arrays, validation_arrays)
     """
     train_targets = None if train_arrays is None else train_arrays[1]
     if validation_arrays is not None:
-        return validation_arrays[0][:PROBE_SAMPLES], validation_arrays[1][:PROBE_SAMPLES], train_targets
+        return (
+            validation_arrays[0][:PROBE_SAMPLES],
+            validation_arrays[1][:PROBE_SAMPLES],
+            train_targets,
+        )
     if train_arrays is not None:
         return train_arrays[0][:PROBE_SAMPLES], train_arrays[1][:PROBE_SAMPLES], train_targets
     inputs, targets = next(iter(train_dataset.take(1)))
@@ -101,7 +109,12 @@ class ProbeLogger:
         inputs, targets, train_targets = batch
         self._model = model
         self._probes = probes_lib.make_probes(
-            model, inputs, targets, loss_fn, train_targets=train_targets, last_input_values=last_input_values
+            model,
+            inputs,
+            targets,
+            loss_fn,
+            train_targets=train_targets,
+            last_input_values=last_input_values,
         )
         self._writer = writer
         self.steps: list[int] = []
@@ -124,7 +137,9 @@ class ProbeLogger:
                 if np.ndim(value) == 0:
                     self._writer.write_scalar(f"probe/{name}", float(value), step)
                 else:
-                    self._writer.write_image(f"probe/{name}", _heatmap(np.stack(self.values[name])), step)
+                    self._writer.write_image(
+                        f"probe/{name}", _heatmap(np.stack(self.values[name])), step
+                    )
         return values
 
     def results(self) -> dict[str, np.ndarray]:

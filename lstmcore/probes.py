@@ -128,15 +128,15 @@ def saturation_share(values, kind: str) -> float:
     return float(flat.mean()) if flat.size else 0.0
 
 
-def as_loss_fn(loss) -> Callable:
-    """A Keras loss name or callable, as a callable; ValueError names what is accepted."""
+def as_loss_fn(loss, *, name: str = "loss_fn") -> Callable:
+    """A Keras loss name or callable, as a callable; ValueError names ``name`` and what is accepted."""
     if callable(loss):
         return loss
     try:
         return keras.losses.get(loss)
     except (ValueError, TypeError):
         raise ValueError(
-            f"loss_fn must be a Keras loss name (e.g. 'mse', 'mae') or a callable "
+            f"{name} must be a Keras loss name (e.g. 'mse', 'mae', 'huber') or a callable "
             f"(targets, predictions) -> per-sample losses; got {loss!r}"
         ) from None
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import warnings
 
 import tensorflow as tf
@@ -35,7 +36,9 @@ def check_logdir(logdir: str) -> None:
         parent = os.path.dirname(parent)
     parent = parent or "."
     if not os.path.isdir(parent):
-        raise ValueError(f"logdir {logdir!r} lies inside {parent!r}, which is a file, not a directory")
+        raise ValueError(
+            f"logdir {logdir!r} lies inside {parent!r}, which is a file, not a directory"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"logdir {logdir!r} is not writable (no write permission on {parent!r})")
 
@@ -60,7 +63,9 @@ def write_json(path: str, value) -> None:
 
 def write_manifest(run_dir: str, config: dict) -> None:
     """Writes the manifest (the configuration and its hash) atomically."""
-    write_json(os.path.join(run_dir, MANIFEST), {"config": config, "config_hash": config_hash(config)})
+    write_json(
+        os.path.join(run_dir, MANIFEST), {"config": config, "config_hash": config_hash(config)}
+    )
 
 
 def differing_fields(old: dict, new: dict) -> list[str]:
@@ -73,7 +78,9 @@ def differing_fields(old: dict, new: dict) -> list[str]:
     ]
 
 
-def choose_run_dir(logdir: str, run_name: str | None, config: dict, resume: bool) -> tuple[str, bool]:
+def choose_run_dir(
+    logdir: str, run_name: str | None, config: dict, resume: bool
+) -> tuple[str, bool]:
     """Picks the run directory without touching the disk.
 
     Args:
@@ -211,7 +218,21 @@ class Checkpoints:
                 errors.append((path, str(error).splitlines()[0] if str(error) else repr(error)))
         if errors:
             raise ValueError(
-                "no checkpoint could be restored: "
-                + "; ".join(f"{p}: {e}" for p, e in errors)
+                "no checkpoint could be restored: " + "; ".join(f"{p}: {e}" for p, e in errors)
             )
         return None
+
+
+def install_sigterm(handler):
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def restore_sigterm(previous) -> None:
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except ValueError:
+            pass

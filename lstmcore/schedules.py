@@ -240,9 +240,7 @@ def warmup_schedule(
         )
     if warmup_fraction is not None:
         if not 0.0 <= float(warmup_fraction) < 1.0:
-            raise ValueError(
-                f"warmup_fraction must be in [0, 1); got {warmup_fraction!r}"
-            )
+            raise ValueError(f"warmup_fraction must be in [0, 1); got {warmup_fraction!r}")
         warmup_steps = int(round(float(warmup_fraction) * total_steps))
     warmup_steps = 0 if warmup_steps is None else warmup_steps
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:

@@ -97,7 +97,9 @@ def _series_norms(grads, series: list[NormSeries], gate_counts: dict[int, int]) 
             continue
         if entry.variable_index not in blocks:
             gates = gate_counts[entry.variable_index]
-            squares = tf.square(tf.reshape(tf.cast(g, tf.float32), [-1, gates, g.shape[-1] // gates]))
+            squares = tf.square(
+                tf.reshape(tf.cast(g, tf.float32), [-1, gates, g.shape[-1] // gates])
+            )
             blocks[entry.variable_index] = tf.sqrt(tf.reduce_sum(squares, axis=[0, 2]))
         values.append(blocks[entry.variable_index][entry.gate])
     return tf.stack(values) if values else tf.zeros([0])
@@ -147,7 +149,9 @@ def make_train_step(
     gate_counts = {}
     for entry in series:
         if entry.gate is not None:
-            gate_counts[entry.variable_index] = max(gate_counts.get(entry.variable_index, 0), entry.gate + 1)
+            gate_counts[entry.variable_index] = max(
+                gate_counts.get(entry.variable_index, 0), entry.gate + 1
+            )
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(inputs, targets):

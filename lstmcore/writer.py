@@ -34,7 +34,9 @@ class RunWriter:
         self._writer = tf.summary.create_file_writer(run_dir)
         tags = self.scalar_tags
         writer = self._writer
-        metadata = scalar_metadata.create_summary_metadata(display_name="", description="").SerializeToString()
+        metadata = scalar_metadata.create_summary_metadata(
+            display_name="", description=""
+        ).SerializeToString()
 
         @tf.function(
             input_signature=[
@@ -183,3 +185,57 @@ def _hparam_value(value):
 def tag_regex(tag: str) -> str:
     """Returns a regular expression matching exactly ``tag``."""
     return "^" + re.escape(tag) + "$"
+
+
+PER_STEP_TAGS = (
+    ("loss", "train/loss"),
+    ("learning_rate", "train/learning_rate"),
+    ("grad_norm_before_clip", "grad_norm/global_before_clip"),
+    ("grad_norm_after_clip", "grad_norm/global_after_clip"),
+    ("clipped", "clip/clipped"),
+    ("clip_fraction", "clip/fraction"),
+    ("skipped", "train/skipped_nonfinite"),
+)
+
+
+def layout(series) -> list:
+    recurrent = sorted({s.tag.rsplit("/", 2)[0] for s in series if s.gate is not None})
+    charts_by_layer = []
+    for prefix in recurrent:
+        for part in ("kernel", "recurrent_kernel", "bias"):
+            charts_by_layer.append(
+                (f"{prefix.split('/', 1)[1]} {part} by gate", [f"^{prefix}/{part}/[a-z]$"])
+            )
+    return [
+        (
+            "lstmcore: gradients",
+            [
+                (
+                    "global gradient norm (before and after clipping)",
+                    ["^grad_norm/global_(before|after)_clip$"],
+                ),
+                ("clipping", ["^clip/"]),
+                *charts_by_layer,
+                ("per-variable gradient norms", ["^grad_norm/(?!global).*[^/]{2,}$"]),
+            ],
+        ),
+        (
+            "lstmcore: training",
+            [
+                ("loss", [tag_regex("train/loss"), tag_regex("val/loss")]),
+                ("learning rate", [tag_regex("train/learning_rate")]),
+                ("throughput and faults", ["^train/(steps_per_second|skipped_nonfinite)$"]),
+            ],
+        ),
+    ]
+
+
+def kernels_markdown(kernels) -> str:
+    if not kernels:
+        return "No recurrent layers."
+    lines = ["| layer | class | cuDNN | why |", "|---|---|---|---|"]
+    lines += [
+        f"| {k['layer']} | {k['layer_class']} | {k['uses_cudnn']} | {k['reason']} |"
+        for k in kernels
+    ]
+    return "\n".join(lines)

@@ -33,39 +33,121 @@ X, Y = xy()
 
 # (case name, data, extra train options, expected message)
 TRAIN_CASES = [
-    ("nan in inputs", (with_value(X, (5, 3, 1), np.nan), Y), {}, "data inputs contain NaN at sample 5, step 3, feature 1"),
-    ("inf in targets", (X, with_value(Y, (2, 0), np.inf)), {}, "data targets contain an infinite value at sample 2, output 0"),
-    ("inputs of rank 2", (X[..., 0], Y), {}, r"data inputs must be 3-D \[samples, time, features\]; got shape \(8, 6\)"),
+    (
+        "nan in inputs",
+        (with_value(X, (5, 3, 1), np.nan), Y),
+        {},
+        "data inputs contain NaN at sample 5, step 3, feature 1",
+    ),
+    (
+        "inf in targets",
+        (X, with_value(Y, (2, 0), np.inf)),
+        {},
+        "data targets contain an infinite value at sample 2, output 0",
+    ),
+    (
+        "inputs of rank 2",
+        (X[..., 0], Y),
+        {},
+        r"data inputs must be 3-D \[samples, time, features\]; got shape \(8, 6\)",
+    ),
     ("inputs of rank 4", (X[..., None], Y), {}, r"must be 3-D .*got shape \(8, 6, 2, 1\)"),
-    ("wrong feature count", (np.concatenate([X, X[..., :1]], axis=2), Y), {}, "3 features per sample .* the model's input expects 2"),
-    ("wrong number of steps", (X[:, :4], Y), {}, "4 time steps per sample .* the model's input expects 6"),
+    (
+        "wrong feature count",
+        (np.concatenate([X, X[..., :1]], axis=2), Y),
+        {},
+        "3 features per sample .* the model's input expects 2",
+    ),
+    (
+        "wrong number of steps",
+        (X[:, :4], Y),
+        {},
+        "4 time steps per sample .* the model's input expects 6",
+    ),
     ("mismatched lengths", (X, Y[:5]), {}, r"different numbers of samples \(8 and 5\)"),
     ("empty arrays", (X[:0], Y[:0]), {}, r"data inputs is empty \(shape \(0, 6, 2\)\)"),
     ("zero-length sequences", (X[:, :0], Y), {}, "zero-length axis"),
     ("strings", (X.astype(str), Y), {}, "must be numeric; got dtype <U"),
-    ("objects", (np.array([object()] * N, dtype=object), Y), {}, "must be numeric; got dtype object"),
+    (
+        "objects",
+        (np.array([object()] * N, dtype=object), Y),
+        {},
+        "must be numeric; got dtype object",
+    ),
     ("ragged lists", ([[[0.0, 1.0]] * 3, [[0.0, 1.0]] * 4], [[1.0], [2.0]]), {}, "ragged"),
     ("booleans", (X > 0, Y), {}, "dtype bool"),
-    ("targets too wide", (X, np.zeros((N, 3), np.float32)), {}, r"targets have shape \(3,\) per sample but the model predicts \(1,\)"),
+    (
+        "targets too wide",
+        (X, np.zeros((N, 3), np.float32)),
+        {},
+        r"targets have shape \(3,\) per sample but the model predicts \(1,\)",
+    ),
     ("data is None", None, {}, "data is None"),
-    ("empty dataset", tf.data.Dataset.from_tensor_slices((X, Y)).batch(4).take(0), {}, "empty dataset"),
+    (
+        "empty dataset",
+        tf.data.Dataset.from_tensor_slices((X, Y)).batch(4).take(0),
+        {},
+        "empty dataset",
+    ),
     ("unbatched dataset", tf.data.Dataset.from_tensor_slices((X, Y)), {}, r"did you forget .batch"),
-    ("string dataset", tf.data.Dataset.from_tensor_slices((X.astype(str), Y)).batch(4), {}, "must be numeric; got dtype string"),
+    (
+        "string dataset",
+        tf.data.Dataset.from_tensor_slices((X.astype(str), Y)).batch(4),
+        {},
+        "must be numeric; got dtype string",
+    ),
     ("zero batch size", (X, Y), {"batch_size": 0}, "batch_size must be a positive integer; got 0"),
     ("negative steps", (X, Y), {"steps": -1}, "steps must be a positive integer; got -1"),
-    ("zero epochs", (X, Y), {"epochs": 0, "steps": None}, "epochs must be a positive integer; got 0"),
-    ("warmup longer than the run", (X, Y), {"warmup_steps": 10}, r"warmup_steps \(10\) is longer than the run \(total_steps=2\)"),
-    ("negative clip norm", (X, Y), {"clip_norm": -1.0}, "clip_norm must be a finite number > 0; got -1.0"),
+    (
+        "zero epochs",
+        (X, Y),
+        {"epochs": 0, "steps": None},
+        "epochs must be a positive integer; got 0",
+    ),
+    (
+        "warmup longer than the run",
+        (X, Y),
+        {"warmup_steps": 10},
+        r"warmup_steps \(10\) is longer than the run \(total_steps=2\)",
+    ),
+    (
+        "negative clip norm",
+        (X, Y),
+        {"clip_norm": -1.0},
+        "clip_norm must be a finite number > 0; got -1.0",
+    ),
     ("unknown clip method", (X, Y), {"clip": "l2"}, "clip must be one of"),
-    ("nan learning rate", (X, Y), {"learning_rate": float("nan")}, "learning_rate must be a finite number > 0; got nan"),
+    (
+        "nan learning rate",
+        (X, Y),
+        {"learning_rate": float("nan")},
+        "learning_rate must be a finite number > 0; got nan",
+    ),
     ("unknown loss", (X, Y), {"loss": "msee"}, "loss must be a Keras loss name"),
-    ("unknown non-finite policy", (X, Y), {"on_nonfinite": "ignore"}, "on_nonfinite must be one of"),
-    ("a Keras clipnorm", (X, Y), {"optimizer": keras.optimizers.Adam(clipnorm=1.0)}, "optimizer has clipnorm=1.0; use train"),
-    ("resume without a logdir", (X, Y), {"resume": True, "logdir": None}, "resume=True needs a logdir"),
+    (
+        "unknown non-finite policy",
+        (X, Y),
+        {"on_nonfinite": "ignore"},
+        "on_nonfinite must be one of",
+    ),
+    (
+        "a Keras clipnorm",
+        (X, Y),
+        {"optimizer": keras.optimizers.Adam(clipnorm=1.0)},
+        "optimizer has clipnorm=1.0; use train",
+    ),
+    (
+        "resume without a logdir",
+        (X, Y),
+        {"resume": True, "logdir": None},
+        "resume=True needs a logdir",
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, data_, options, message", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+@pytest.mark.parametrize(
+    "name, data_, options, message", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES]
+)
 def test_train_refuses_bad_input_before_any_step_or_write(tmp_path, name, data_, options, message):
     logdir = tmp_path / "logs"
     arguments = {"steps": 2, "logdir": str(logdir), "progress": False, **options}
@@ -81,7 +163,9 @@ def test_train_refuses_bad_input_before_any_step_or_write(tmp_path, name, data_,
 def test_a_logdir_inside_a_file_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="lies inside .*notes.txt.*which is a file"):
-        lstmcore.train(model(), (X, Y), steps=1, logdir=str(tmp_path / "notes.txt" / "runs"), progress=False)
+        lstmcore.train(
+            model(), (X, Y), steps=1, logdir=str(tmp_path / "notes.txt" / "runs"), progress=False
+        )
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -97,17 +181,39 @@ def test_a_checkpoint_of_a_different_model_is_refused_naming_the_field(tmp_path)
     lstmcore.train(model(), (X, Y), steps=2, logdir=str(tmp_path), run_name="r", progress=False)
     other = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(5), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="cannot resume .*model: .*in the run"):
-        lstmcore.train(other, (X, Y), steps=2, logdir=str(tmp_path), run_name="r", resume=True, progress=False)
+        lstmcore.train(
+            other, (X, Y), steps=2, logdir=str(tmp_path), run_name="r", resume=True, progress=False
+        )
 
 
 OTHER_CASES = [
-    ("series shorter than a window", lambda: data.windows(np.arange(5.0), input_steps=10), "fewer than the input_steps"),
+    (
+        "series shorter than a window",
+        lambda: data.windows(np.arange(5.0), input_steps=10),
+        "fewer than the input_steps",
+    ),
     ("window of zero steps", lambda: data.windows(np.arange(50.0), input_steps=0), "input_steps"),
-    ("negative horizon", lambda: data.windows(np.arange(50.0), input_steps=3, horizon=-1), "horizon"),
-    ("splits that do not sum to one", lambda: data.windows(np.arange(50.0), input_steps=3, splits=(0.5, 0.2, 0.2)), "sum to 1"),
+    (
+        "negative horizon",
+        lambda: data.windows(np.arange(50.0), input_steps=3, horizon=-1),
+        "horizon",
+    ),
+    (
+        "splits that do not sum to one",
+        lambda: data.windows(np.arange(50.0), input_steps=3, splits=(0.5, 0.2, 0.2)),
+        "sum to 1",
+    ),
     ("nan in a series", lambda: data.windows(np.array([0.0, np.nan] * 30), input_steps=3), "NaN"),
-    ("schedule warmup too long", lambda: schedules.warmup_schedule(0.1, total_steps=5, warmup_steps=6), "longer than the run"),
-    ("clip groups with a bad pattern", lambda: clipping.check_clip_options("global_norm", 1.0, {"(": 1.0}), "not a regular expression"),
+    (
+        "schedule warmup too long",
+        lambda: schedules.warmup_schedule(0.1, total_steps=5, warmup_steps=6),
+        "longer than the run",
+    ),
+    (
+        "clip groups with a bad pattern",
+        lambda: clipping.check_clip_options("global_norm", 1.0, {"(": 1.0}),
+        "not a regular expression",
+    ),
 ]
 
 
@@ -124,9 +230,21 @@ def write_csv(path):
 CLI_CASES = [
     ("missing file", ["--csv", "{tmp}/nope.csv", "--target", "load"], "nope.csv"),
     ("missing column", ["--csv", "{csv}", "--target", "price"], "price"),
-    ("window longer than the series", ["--csv", "{csv}", "--target", "load", "--window", "500"], "fewer than"),
-    ("negative window", ["--csv", "{csv}", "--target", "load", "--window", "-2"], "expected a positive integer, got '-2'"),
-    ("negative learning rate", ["--csv", "{csv}", "--target", "load", "--learning-rate", "-1"], "expected a finite positive number, got '-1'"),
+    (
+        "window longer than the series",
+        ["--csv", "{csv}", "--target", "load", "--window", "500"],
+        "fewer than",
+    ),
+    (
+        "negative window",
+        ["--csv", "{csv}", "--target", "load", "--window", "-2"],
+        "expected a positive integer, got '-2'",
+    ),
+    (
+        "negative learning rate",
+        ["--csv", "{csv}", "--target", "load", "--learning-rate", "-1"],
+        "expected a finite positive number, got '-1'",
+    ),
 ]
 
 
@@ -137,7 +255,10 @@ def test_the_cli_prints_one_line_and_exits_2(tmp_path, name, arguments, message)
     arguments = [a.format(tmp=tmp_path, csv=csv) for a in arguments]
     result = subprocess.run(
         [sys.executable, "-m", "lstmcore", "train", *arguments, "--logdir", str(tmp_path / "runs")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -17,10 +17,28 @@ def write_csv(path, rows=400):
 def test_train_on_a_csv_saves_a_model_that_loads(tmp_path, capsys):
     csv = tmp_path / "series.csv"
     write_csv(csv)
-    code = cli.main([
-        "train", "--csv", str(csv), "--target", "load", "--time-column", "time", "--window", "12",
-        "--steps", "6", "--units", "4", "--logdir", str(tmp_path / "runs"), "--run-name", "r", "--no-progress",
-    ])
+    code = cli.main(
+        [
+            "train",
+            "--csv",
+            str(csv),
+            "--target",
+            "load",
+            "--time-column",
+            "time",
+            "--window",
+            "12",
+            "--steps",
+            "6",
+            "--units",
+            "4",
+            "--logdir",
+            str(tmp_path / "runs"),
+            "--run-name",
+            "r",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "tensorboard --logdir" in out
@@ -35,9 +53,21 @@ def test_a_missing_column_prints_one_line_and_exits_2(tmp_path):
     csv = tmp_path / "series.csv"
     write_csv(csv, rows=50)
     result = subprocess.run(
-        [sys.executable, "-m", "lstmcore", "train", "--csv", str(csv), "--target", "price",
-         "--logdir", str(tmp_path / "runs")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "lstmcore",
+            "train",
+            "--csv",
+            str(csv),
+            "--target",
+            "price",
+            "--logdir",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

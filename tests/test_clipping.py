@@ -59,7 +59,9 @@ def test_adaptive_clipping_is_relative_to_each_units_weight_norm():
 
 
 def test_adaptive_clipping_lets_zero_weights_move_by_eps():
-    clipped, _ = clipping.clip_adaptive([tf.constant([1.0])], [tf.constant([0.0])], clipping=0.1, eps=1e-3)
+    clipped, _ = clipping.clip_adaptive(
+        [tf.constant([1.0])], [tf.constant([0.0])], clipping=0.1, eps=1e-3
+    )
     np.testing.assert_allclose(clipped[0].numpy(), [1e-4], rtol=1e-5)
 
 
@@ -117,7 +119,12 @@ def test_clip_gradients_works_inside_tf_function():
         ("global_norm", 0.0, None, "clip_norm must be a finite number > 0"),
         ("global_norm", float("nan"), None, "clip_norm must be a finite number > 0"),
         ("norm", 1.0, None, "clip must be one of"),
-        ("value", 1.0, {"recurrent": -2.0}, r"clip_groups\['recurrent'\] must be a finite number > 0"),
+        (
+            "value",
+            1.0,
+            {"recurrent": -2.0},
+            r"clip_groups\['recurrent'\] must be a finite number > 0",
+        ),
         ("value", 1.0, {"(": 1.0}, "is not a regular expression"),
     ],
 )

@@ -4,8 +4,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from lstmcore import kernels
 from lstmcore.kernels import (
     cpu_lstm,
     cudnn_lstm,
@@ -13,6 +11,8 @@ from lstmcore.kernels import (
     reference_lstm,
     validate_cudnn_mask,
 )
+
+from lstmcore import kernels
 
 GPU = bool(tf.config.list_physical_devices("GPU"))
 needs_gpu = pytest.mark.skipif(not GPU, reason="the cudnn kernel needs a GPU")
@@ -124,14 +124,10 @@ def test_zero_weights_give_hand_computed_states(name):
     kernel = tf.zeros([1, 4], tf.float64)
     recurrent_kernel = tf.zeros([1, 4], tf.float64)
     state = (tf.zeros([1, 1], tf.float64), tf.ones([1, 1], tf.float64))
-    outputs, (h, c) = get_kernel(name)(
-        inputs, kernel, recurrent_kernel, None, initial_state=state
-    )
+    outputs, (h, c) = get_kernel(name)(inputs, kernel, recurrent_kernel, None, initial_state=state)
     np.testing.assert_allclose(c.numpy(), [[0.25]])
     np.testing.assert_allclose(h.numpy(), [[0.5 * np.tanh(0.25)]])
-    np.testing.assert_allclose(
-        outputs.numpy()[0, :, 0], [0.5 * np.tanh(0.5), 0.5 * np.tanh(0.25)]
-    )
+    np.testing.assert_allclose(outputs.numpy()[0, :, 0], [0.5 * np.tanh(0.5), 0.5 * np.tanh(0.25)])
 
 
 @pytest.mark.parametrize("name", ["reference", "cpu", "xla"])
@@ -309,9 +305,7 @@ def test_cudnn_rejects_left_padded_mask():
 def test_rank_two_inputs_raise_value_error_naming_shape(name):
     case = make_case(2)
     with pytest.raises(ValueError) as error:
-        get_kernel(name)(
-            tf.zeros([32, 10]), case["kernel"], case["recurrent_kernel"], case["bias"]
-        )
+        get_kernel(name)(tf.zeros([32, 10]), case["kernel"], case["recurrent_kernel"], case["bias"])
     assert str(error.value) == "inputs must be 3-D [batch, time, features]; got shape (32, 10)"
 
 

@@ -44,8 +44,17 @@ def start(tmp_path, run_name, out, resume=False):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     return subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "logs"), run_name, str(tmp_path / out), "1" if resume else "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(script),
+            str(tmp_path / "logs"),
+            run_name,
+            str(tmp_path / out),
+            "1" if resume else "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -67,7 +76,9 @@ def wait_for_checkpoint(tmp_path, run_name, timeout=120):
 
 def weights(path):
     saved = np.load(path)
-    return [saved[f"arr_{i}"] for i in range(len([k for k in saved.files if k.startswith("arr_")]))], saved
+    return [
+        saved[f"arr_{i}"] for i in range(len([k for k in saved.files if k.startswith("arr_")]))
+    ], saved
 
 
 def loss_events(run_dir):
@@ -135,7 +146,14 @@ def small_data():
 
 
 def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path):
-    options = dict(steps=6, batch_size=8, checkpoint_every=2, logdir=str(tmp_path), run_name="r", progress=False)
+    options = dict(
+        steps=6,
+        batch_size=8,
+        checkpoint_every=2,
+        logdir=str(tmp_path),
+        run_name="r",
+        progress=False,
+    )
     lstmcore.train(small_model(), small_data(), **options)
     directory = tmp_path / "r" / "checkpoints"
     data_file = glob.glob(str(directory / "ckpt-6.data-*"))[0]
@@ -147,7 +165,14 @@ def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning
 
 
 def test_no_readable_checkpoint_stops_with_an_error_naming_them(tmp_path):
-    options = dict(steps=4, batch_size=8, checkpoint_every=2, logdir=str(tmp_path), run_name="r", progress=False)
+    options = dict(
+        steps=4,
+        batch_size=8,
+        checkpoint_every=2,
+        logdir=str(tmp_path),
+        run_name="r",
+        progress=False,
+    )
     lstmcore.train(small_model(), small_data(), **options)
     for path in glob.glob(str(tmp_path / "r" / "checkpoints" / "*.data-*")):
         with open(path, "r+b") as f:
@@ -157,7 +182,14 @@ def test_no_readable_checkpoint_stops_with_an_error_naming_them(tmp_path):
 
 
 def test_a_lost_pointer_file_never_restarts_from_scratch(tmp_path):
-    options = dict(steps=4, batch_size=8, checkpoint_every=2, logdir=str(tmp_path), run_name="r", progress=False)
+    options = dict(
+        steps=4,
+        batch_size=8,
+        checkpoint_every=2,
+        logdir=str(tmp_path),
+        run_name="r",
+        progress=False,
+    )
     lstmcore.train(small_model(), small_data(), **options)
     os.remove(tmp_path / "r" / "checkpoints" / "checkpoint")
     with pytest.raises(ValueError, match="pointer file is missing"):
@@ -185,8 +217,13 @@ def test_persistent_nan_ends_with_an_error_naming_step_and_cause():
     x, y = small_data()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).take(2)
     dataset = dataset.concatenate(tf.data.Dataset.from_tensors((x[:8] * np.inf, y[:8])).repeat())
-    with pytest.raises(lstmcore.NonFiniteError, match=r"from step 2 \(batch number 2 .* not finite: gradients, inputs\."):
-        lstmcore.train(small_model(), dataset, steps=1000, max_consecutive_skips=5, logdir=None, progress=False)
+    with pytest.raises(
+        lstmcore.NonFiniteError,
+        match=r"from step 2 \(batch number 2 .* not finite: gradients, inputs\.",
+    ):
+        lstmcore.train(
+            small_model(), dataset, steps=1000, max_consecutive_skips=5, logdir=None, progress=False
+        )
 
 
 def test_restore_mode_reloads_the_last_checkpoint_and_halves_the_learning_rate(tmp_path):
@@ -195,13 +232,26 @@ def test_restore_mode_reloads_the_last_checkpoint_and_halves_the_learning_rate(t
 
     def loss(targets, predictions):
         calls.assign_add(1)
-        scale = tf.cond((calls > 6) & (calls <= 9), lambda: tf.constant(np.inf), lambda: tf.constant(1.0))
+        scale = tf.cond(
+            (calls > 6) & (calls <= 9), lambda: tf.constant(np.inf), lambda: tf.constant(1.0)
+        )
         return keras.losses.mean_squared_error(targets, predictions) * scale
 
     history = lstmcore.train(
-        small_model(), (x, y), steps=12, batch_size=8, learning_rate=0.01, loss=loss, on_nonfinite="restore",
-        max_consecutive_skips=3, flush_every=1, checkpoint_every=2, logdir=str(tmp_path), progress=False,
-        probe_every=None, check=False,  # the loss counts its calls; probes and checks call it too
+        small_model(),
+        (x, y),
+        steps=12,
+        batch_size=8,
+        learning_rate=0.01,
+        loss=loss,
+        on_nonfinite="restore",
+        max_consecutive_skips=3,
+        flush_every=1,
+        checkpoint_every=2,
+        logdir=str(tmp_path),
+        progress=False,
+        probe_every=None,
+        check=False,  # the loss counts its calls; probes and checks call it too
     )
     # Steps 6, 7 and 8 are skipped; the checkpoint at step 8 (weights as after step 5: skipped
     # steps change nothing) is restored and step 8 runs again at half the learning rate.
@@ -216,6 +266,11 @@ def test_no_pickle_anywhere_in_lstmcore():
     for folder in ("lstmcore", "kernels", "benchmarks"):
         for path in glob.glob(os.path.join(root, folder, "**", "*.py"), recursive=True):
             text = open(path, encoding="utf-8").read()
-            if "import pickle" in text or "pickle.load" in text or "cloudpickle" in text or "dill" in text.split():
+            if (
+                "import pickle" in text
+                or "pickle.load" in text
+                or "cloudpickle" in text
+                or "dill" in text.split()
+            ):
                 offenders.append(path)
     assert offenders == []

@@ -39,8 +39,13 @@ def test_linear_decay_counts_warmup_inside_total_steps(compiled):
 @pytest.mark.parametrize("compiled", [False, True])
 def test_exponential_warmup_and_decay_are_geometric(compiled):
     schedule = schedules.warmup_schedule(
-        1.0, total_steps=20, warmup_steps=10, warmup="exponential", init_value=0.01,
-        decay="exponential", end_value=0.01,
+        1.0,
+        total_steps=20,
+        warmup_steps=10,
+        warmup="exponential",
+        init_value=0.01,
+        decay="exponential",
+        end_value=0.01,
     )
     assert values(schedule, [0, 5, 10, 15, 20], compiled) == pytest.approx(
         [0.01, 0.1, 1.0, 0.1, 0.01], rel=1e-5
@@ -48,7 +53,9 @@ def test_exponential_warmup_and_decay_are_geometric(compiled):
 
 
 def test_inverse_sqrt_halves_at_four_times_the_warmup():
-    schedule = schedules.warmup_schedule(1.0, total_steps=1000, warmup_steps=100, decay="inverse_sqrt")
+    schedule = schedules.warmup_schedule(
+        1.0, total_steps=1000, warmup_steps=100, decay="inverse_sqrt"
+    )
     assert values(schedule, [100, 400], False) == pytest.approx([1.0, 0.5], rel=1e-6)
 
 

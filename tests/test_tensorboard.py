@@ -1,5 +1,4 @@
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -21,7 +20,9 @@ def free_port():
 
 
 def get(url, data=None):
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"} if data else {}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -29,11 +30,20 @@ def get(url, data=None):
 @pytest.fixture
 def finished_run(tmp_path):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((5, 2)), keras.layers.LSTM(4, name="lstm"), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((5, 2)), keras.layers.LSTM(4, name="lstm"), keras.layers.Dense(1)]
+    )
     x = np.random.default_rng(0).normal(size=(32, 5, 2)).astype(np.float32)
     history = lstmcore.train(
-        model, (x, x[:, -1, :1]), validation_data=(x[:8], x[:8, -1, :1]), steps=6, batch_size=8,
-        logdir=str(tmp_path), run_name="run", progress=False, hparams={"note": "tb-test"},
+        model,
+        (x, x[:, -1, :1]),
+        validation_data=(x[:8], x[:8, -1, :1]),
+        steps=6,
+        batch_size=8,
+        logdir=str(tmp_path),
+        run_name="run",
+        progress=False,
+        hparams={"note": "tb-test"},
     )
     return tmp_path, history
 
@@ -42,9 +52,21 @@ def test_tensorboard_serves_scalars_layout_and_hparams(finished_run):
     logdir, history = finished_run
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
-         "--port", str(port), "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(logdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reload_interval",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -78,8 +100,15 @@ def test_tensorboard_serves_scalars_layout_and_hparams(finished_run):
         assert {"clip", "clip_norm", "batch_size", "note"} <= names
         groups = get(
             f"{base}/data/plugin/hparams/session_groups",
-            data=json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN"],
-                             "colParams": [], "startIndex": 0, "sliceSize": 10}).encode(),
+            data=json.dumps(
+                {
+                    "experimentName": "",
+                    "allowedStatuses": ["STATUS_UNKNOWN"],
+                    "colParams": [],
+                    "startIndex": 0,
+                    "sliceSize": 10,
+                }
+            ).encode(),
         )
         assert groups["sessionGroups"][0]["hparams"]["note"] == "tb-test"
     finally:

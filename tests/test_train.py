@@ -1,4 +1,3 @@
-import os
 
 import keras
 import numpy as np
@@ -12,7 +11,11 @@ from lstmcore.step import make_train_step
 def make_model(seed=0, units=8, steps=6, features=2):
     keras.utils.set_random_seed(seed)
     return keras.Sequential(
-        [keras.Input((steps, features)), keras.layers.LSTM(units, name="lstm"), keras.layers.Dense(1, name="head")]
+        [
+            keras.Input((steps, features)),
+            keras.layers.LSTM(units, name="lstm"),
+            keras.layers.Dense(1, name="head"),
+        ]
     )
 
 
@@ -29,8 +32,13 @@ def weights(model):
 
 def test_training_reduces_the_loss_and_records_every_step(tmp_path):
     history = lstmcore.train(
-        make_model(), make_data(), epochs=8, batch_size=16, learning_rate=1e-2,
-        logdir=str(tmp_path), progress=False,
+        make_model(),
+        make_data(),
+        epochs=8,
+        batch_size=16,
+        learning_rate=1e-2,
+        logdir=str(tmp_path),
+        progress=False,
     )
     losses = history["loss"]
     assert len(losses) == 32
@@ -57,7 +65,12 @@ def test_the_step_is_traced_once_even_with_a_smaller_last_batch():
     x, y = make_data(n=40)
     iterator = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat())
     step, _ = make_train_step(
-        model, optimizer, keras.losses.get("mse"), clip="global_norm", clip_norm=1.0, clip_groups=None
+        model,
+        optimizer,
+        keras.losses.get("mse"),
+        clip="global_norm",
+        clip_norm=1.0,
+        clip_groups=None,
     )
     for _ in range(6):
         step(iterator)
@@ -67,8 +80,14 @@ def test_the_step_is_traced_once_even_with_a_smaller_last_batch():
 
 def test_warmup_learning_rate_is_logged_per_step():
     history = lstmcore.train(
-        make_model(), make_data(), steps=8, batch_size=16, learning_rate=0.1, warmup_steps=4,
-        logdir=None, progress=False,
+        make_model(),
+        make_data(),
+        steps=8,
+        batch_size=16,
+        learning_rate=0.1,
+        warmup_steps=4,
+        logdir=None,
+        progress=False,
     )
     np.testing.assert_allclose(
         history["learning_rate"], [0.0, 0.025, 0.05, 0.075, 0.1, 0.1, 0.1, 0.1], atol=1e-7
@@ -77,7 +96,13 @@ def test_warmup_learning_rate_is_logged_per_step():
 
 def test_clip_norm_bounds_every_applied_update():
     history = lstmcore.train(
-        make_model(), make_data(), steps=6, batch_size=16, clip_norm=1e-3, logdir=None, progress=False
+        make_model(),
+        make_data(),
+        steps=6,
+        batch_size=16,
+        clip_norm=1e-3,
+        logdir=None,
+        progress=False,
     )
     np.testing.assert_allclose(history["grad_norm_after_clip"], 1e-3, rtol=1e-4)
     assert (history["grad_norm_before_clip"] > 1e-3).all()
@@ -86,7 +111,9 @@ def test_clip_norm_bounds_every_applied_update():
 
 
 def test_clip_none_changes_nothing_but_measures():
-    history = lstmcore.train(make_model(), make_data(), steps=4, clip=None, logdir=None, progress=False)
+    history = lstmcore.train(
+        make_model(), make_data(), steps=4, clip=None, logdir=None, progress=False
+    )
     np.testing.assert_array_equal(history["grad_norm_before_clip"], history["grad_norm_after_clip"])
     assert (history["grad_norm_before_clip"] > 0).all()
     np.testing.assert_array_equal(history["clipped"], 0.0)
@@ -100,7 +127,15 @@ def test_non_finite_steps_leave_weights_and_slots_bitwise_unchanged():
     dataset = tf.data.Dataset.from_tensor_slices((x, y_bad)).batch(16)
     before = weights(model)
     with pytest.raises(lstmcore.NonFiniteError, match="not finite: loss, gradients, targets"):
-        lstmcore.train(model, dataset, steps=20, max_consecutive_skips=5, flush_every=1, logdir=None, progress=False)
+        lstmcore.train(
+            model,
+            dataset,
+            steps=20,
+            max_consecutive_skips=5,
+            flush_every=1,
+            logdir=None,
+            progress=False,
+        )
     for a, b in zip(before, weights(model)):
         np.testing.assert_array_equal(a, b)
 
@@ -119,19 +154,42 @@ def test_resuming_a_finished_run_does_no_extra_steps(tmp_path):
 
 def test_a_stopped_run_resumes_where_it_stopped(tmp_path):
     full = make_model()
-    lstmcore.train(full, make_data(), steps=8, batch_size=16, logdir=None, progress=False, shuffle=False)
+    lstmcore.train(
+        full, make_data(), steps=8, batch_size=16, logdir=None, progress=False, shuffle=False
+    )
     # The failing loss counts its calls: no probes or checks, which call it too.
-    options = dict(batch_size=16, logdir=str(tmp_path), run_name="r", progress=False, shuffle=False,
-                   checkpoint_every=1, probe_every=None, check=False)
+    options = dict(
+        batch_size=16,
+        logdir=str(tmp_path),
+        run_name="r",
+        progress=False,
+        shuffle=False,
+        checkpoint_every=1,
+        probe_every=None,
+        check=False,
+    )
     partial = make_model()
     # A run of 8 steps stopped after 3: the same configuration, resumed.
     with pytest.raises(lstmcore.NonFiniteError):
         x, y = make_data()
-        lstmcore.train(partial, (x, y), steps=8, **options, max_consecutive_skips=1,
-                       loss=_loss_that_fails_at(3))
+        lstmcore.train(
+            partial,
+            (x, y),
+            steps=8,
+            **options,
+            max_consecutive_skips=1,
+            loss=_loss_that_fails_at(3),
+        )
     resumed = make_model(seed=9)
-    history = lstmcore.train(resumed, make_data(), steps=8, resume=True, **options,
-                             max_consecutive_skips=1, loss=_loss_that_fails_at(10**6))
+    history = lstmcore.train(
+        resumed,
+        make_data(),
+        steps=8,
+        resume=True,
+        **options,
+        max_consecutive_skips=1,
+        loss=_loss_that_fails_at(10**6),
+    )
     np.testing.assert_array_equal(history["step"], np.arange(3, 8))
     for a, b in zip(weights(full), weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -147,7 +205,9 @@ class _loss_that_fails_at:
     def __call__(self, y, p):
         loss = keras.losses.mean_squared_error(y, p)
         self.calls.assign_add(1)
-        scale = tf.cond(self.calls > self.step, lambda: tf.constant(np.nan), lambda: tf.constant(1.0))
+        scale = tf.cond(
+            self.calls > self.step, lambda: tf.constant(np.nan), lambda: tf.constant(1.0)
+        )
         return loss * scale
 
 
@@ -171,8 +231,13 @@ def test_resume_with_a_different_configuration_names_the_field(tmp_path):
 def test_validation_loss_is_recorded_at_each_interval():
     x, y = make_data()
     history = lstmcore.train(
-        make_model(), (x, y), validation_data=(x[:10], y[:10]), steps=6, validate_every=3,
-        logdir=None, progress=False,
+        make_model(),
+        (x, y),
+        validation_data=(x[:10], y[:10]),
+        steps=6,
+        validate_every=3,
+        logdir=None,
+        progress=False,
     )
     np.testing.assert_array_equal(history["val_step"], [3, 6])
     assert (history["val_loss"] > 0).all()
@@ -197,23 +262,43 @@ def _nan_x():
 @pytest.mark.parametrize(
     "data, options, message",
     [
-        ((GOOD_X[..., 0], GOOD_Y), {}, r"data inputs must be 3-D \[samples, time, features\]; got shape \(8, 6\)"),
+        (
+            (GOOD_X[..., 0], GOOD_Y),
+            {},
+            r"data inputs must be 3-D \[samples, time, features\]; got shape \(8, 6\)",
+        ),
         ((GOOD_X, GOOD_Y[:5]), {}, r"different numbers of samples \(8 and 5\)"),
         ((_nan_x(), GOOD_Y), {}, "data inputs contain NaN at sample 5, step 3, feature 1"),
-        ((GOOD_X, np.full_like(GOOD_Y, np.inf)), {}, "data targets contain an infinite value at sample 0"),
+        (
+            (GOOD_X, np.full_like(GOOD_Y, np.inf)),
+            {},
+            "data targets contain an infinite value at sample 0",
+        ),
         ((GOOD_X[:0], GOOD_Y[:0]), {}, "data inputs is empty"),
         ((GOOD_X.astype(str), GOOD_Y), {}, "data inputs must be numeric"),
         ((GOOD_X > 0, GOOD_Y), {}, "dtype bool"),
-        ((GOOD_X, np.ones((8, 3), np.float32)), {}, r"targets have shape \(3,\) per sample but the model predicts \(1,\)"),
-        ((GOOD_X[:, :, :1], GOOD_Y), {}, "model could not be called"),
+        (
+            (GOOD_X, np.ones((8, 3), np.float32)),
+            {},
+            r"targets have shape \(3,\) per sample but the model predicts \(1,\)",
+        ),
+        ((GOOD_X[:, :, :1], GOOD_Y), {}, "1 features per sample .* the model.s input expects 2"),
         (None, {}, "data is None"),
         ((GOOD_X, GOOD_Y), {"steps": 5, "warmup_steps": 6}, "longer than the run"),
         ((GOOD_X, GOOD_Y), {"clip_norm": -1.0}, "clip_norm must be a finite number > 0; got -1.0"),
         ((GOOD_X, GOOD_Y), {"batch_size": 0}, "batch_size must be a positive integer; got 0"),
-        ((GOOD_X, GOOD_Y), {"learning_rate": float("nan")}, "learning_rate must be a finite number > 0"),
+        (
+            (GOOD_X, GOOD_Y),
+            {"learning_rate": float("nan")},
+            "learning_rate must be a finite number > 0",
+        ),
         ((GOOD_X, GOOD_Y), {"optimizer": "adamax2"}, "optimizer must be one of"),
         ((GOOD_X, GOOD_Y), {"optimizer": keras.optimizers.Adam(clipnorm=1.0)}, "use train"),
-        (tf.data.Dataset.from_tensor_slices((GOOD_X, GOOD_Y)).batch(4).take(0), {}, "empty dataset"),
+        (
+            tf.data.Dataset.from_tensor_slices((GOOD_X, GOOD_Y)).batch(4).take(0),
+            {},
+            "empty dataset",
+        ),
         (tf.data.Dataset.from_tensor_slices((GOOD_X, GOOD_Y)), {}, "did you forget .batch"),
     ],
 )
@@ -234,11 +319,13 @@ def test_a_logdir_that_is_a_file_is_refused(tmp_path):
 
 
 def test_cudnn_report_says_why_not():
-    model = keras.Sequential([
-        keras.Input((4, 1)),
-        keras.layers.LSTM(2, return_sequences=True, recurrent_dropout=0.1),
-        keras.layers.LSTM(2, activation="relu"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 1)),
+            keras.layers.LSTM(2, return_sequences=True, recurrent_dropout=0.1),
+            keras.layers.LSTM(2, activation="relu"),
+        ]
+    )
     reports = lstmcore.cudnn_report(model)
     assert [r.layer_class for r in reports] == ["LSTM", "LSTM"]
     assert "recurrent_dropout=0.1" in reports[0].reason
