@@ -62,6 +62,7 @@ def run(steps: int) -> dict:
             logdir=logdir,
             log_every=1,
             checkpoint_every=max(steps // 10, 1),
+            flush_every=min(100, max(steps // 100, 1)),
             progress=False,
         )
         stop.set()

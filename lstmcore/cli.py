@@ -11,7 +11,9 @@ import os
 import sys
 
 EXIT_USAGE = 2
-BENCHMARKS = ("throughput", "vanishing", "overhead", "cpu_kernel", "windowing", "preflight", "soak")
+BENCHMARKS = (
+    "throughput", "vanishing", "overhead", "cpu_kernel", "windowing", "preflight", "soak", "probe_cost"
+)
 
 
 def _positive_int(text: str) -> int:
