@@ -120,6 +120,9 @@ def measure(shape, *, warmup: int, timed: int, repeats: int, logdir: str) -> dic
         bare.append(_bare_step_seconds(shape, warmup, timed))
         ours.append(_lstmcore_step_seconds(shape, warmup, timed, logdir))
     bare_ms, ours_ms = statistics.median(bare) * 1e3, statistics.median(ours) * 1e3
+    # Each repeat's two runs are adjacent in time; the median of their ratios cancels most of
+    # the drift of a shared machine.
+    ratios = sorted(o / b for o, b in zip(ours, bare))
     return {
         "batch": shape[0],
         "time_steps": shape[1],
@@ -127,7 +130,9 @@ def measure(shape, *, warmup: int, timed: int, repeats: int, logdir: str) -> dic
         "hidden_units": shape[3],
         "bare_keras_step_ms": round(bare_ms, 3),
         "lstmcore_step_ms": round(ours_ms, 3),
-        "ratio": round(ours_ms / bare_ms, 4),
+        "ratio": round(statistics.median(ratios), 4),
+        "ratio_min": round(ratios[0], 4),
+        "ratio_max": round(ratios[-1], 4),
         "repeats": repeats,
         "steps_timed": timed,
     }
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(
                 f"B={shape[0]} T={shape[1]} I={shape[2]} H={shape[3]}: bare Keras step "
                 f"{result['bare_keras_step_ms']:.2f} ms, lstmcore.train step with all logging "
-                f"{result['lstmcore_step_ms']:.2f} ms, ratio {result['ratio']:.3f} ({env['device']})",
+                f"{result['lstmcore_step_ms']:.2f} ms, ratio {result['ratio']:.3f} (median of {repeats} "
+                f"paired runs, {result['ratio_min']:.3f} to {result['ratio_max']:.3f}; {env['device']})",
                 flush=True,
             )
     if args.json:
