@@ -35,15 +35,25 @@ def measure(shape, every: int, steps: int, run_steps: int) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch * 8, time_steps, features)).astype(np.float32)
     history = lstmcore.train(
-        model, (x, x[:, -1, :1]), steps=steps, batch_size=batch, probe_every=every,
-        flush_every=every, logdir=None, progress=False, check=False,
+        model,
+        (x, x[:, -1, :1]),
+        steps=steps,
+        batch_size=batch,
+        probe_every=every,
+        flush_every=every,
+        logdir=None,
+        progress=False,
+        check=False,
     )
     probe_seconds = statistics.median(history.probes["seconds"][1:])
     at, seconds = history.flush_times.T
     step_seconds = (seconds[-1] - seconds[0]) / (at[-1] - at[0]) - probe_seconds / every
     calls = run_steps // max(run_steps // 20, 1) + 1
     return {
-        "batch": batch, "time_steps": time_steps, "input_features": features, "hidden_units": units,
+        "batch": batch,
+        "time_steps": time_steps,
+        "input_features": features,
+        "hidden_units": units,
         "probe_ms": round(probe_seconds * 1e3, 2),
         "step_ms": round(step_seconds * 1e3, 2),
         "probe_in_steps": round(probe_seconds / step_seconds, 2),

@@ -12,7 +12,14 @@ import sys
 
 EXIT_USAGE = 2
 BENCHMARKS = (
-    "throughput", "vanishing", "overhead", "cpu_kernel", "windowing", "preflight", "soak", "probe_cost"
+    "throughput",
+    "vanishing",
+    "overhead",
+    "cpu_kernel",
+    "windowing",
+    "preflight",
+    "soak",
+    "probe_cost",
 )
 
 

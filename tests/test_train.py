@@ -1,4 +1,3 @@
-
 import keras
 import numpy as np
 import pytest
@@ -332,3 +331,22 @@ def test_cudnn_report_says_why_not():
     assert "activation=relu (needs tanh)" in reports[1].reason
     if not tf.config.list_logical_devices("GPU"):
         assert all(not r.uses_cudnn and "no GPU" in r.reason for r in reports)
+
+
+def test_without_the_guard_a_non_finite_step_reaches_the_weights():
+    x, y = make_data(n=16)
+    y[3] = np.nan
+    model = make_model()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    with pytest.raises(lstmcore.NonFiniteError):
+        lstmcore.train(
+            model,
+            dataset,
+            steps=5,
+            skip_nonfinite=False,
+            max_consecutive_skips=2,
+            flush_every=1,
+            logdir=None,
+            progress=False,
+        )
+    assert not all(np.isfinite(w).all() for w in model.get_weights())
