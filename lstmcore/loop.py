@@ -189,11 +189,8 @@ def train(
     steps = _positive_int("steps", steps, allow_none=True)
     validate_every = _positive_int("validate_every", validate_every, allow_none=True)
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, allow_none=True)
-    if probe_every == "auto":
-        probe_every = -1
-    probe_every = (
-        _positive_int("probe_every", probe_every, allow_none=True) if probe_every != -1 else -1
-    )
+    if probe_every != "auto":
+        probe_every = _positive_int("probe_every", probe_every, allow_none=True)
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}; got {on_nonfinite!r}")
     if (
@@ -235,7 +232,7 @@ def train(
     per_epoch = train_data.batches_per_epoch
     validate_every = validate_every or per_epoch or max(steps // 10, 1)
     checkpoint_every = checkpoint_every or validate_every
-    if probe_every == -1:
+    if probe_every == "auto":
         probe_every = max(steps // 20, 1)
 
     schedule_config = {
