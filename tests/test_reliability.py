@@ -140,20 +140,24 @@ def small_model():
     return keras.Sequential([keras.Input((4, 1)), keras.layers.LSTM(3), keras.layers.Dense(1)])
 
 
+def checkpointed_run_options(tmp_path, *, steps):
+    return {
+        "steps": steps,
+        "batch_size": 8,
+        "checkpoint_every": 2,
+        "logdir": str(tmp_path),
+        "run_name": "r",
+        "progress": False,
+    }
+
+
 def small_data():
     x = np.linspace(-1, 1, 32 * 4, dtype=np.float32).reshape(32, 4, 1)
     return x, x[:, -1]
 
 
 def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path):
-    options = dict(
-        steps=6,
-        batch_size=8,
-        checkpoint_every=2,
-        logdir=str(tmp_path),
-        run_name="r",
-        progress=False,
-    )
+    options = checkpointed_run_options(tmp_path, steps=6)
     lstmcore.train(small_model(), small_data(), **options)
     directory = tmp_path / "r" / "checkpoints"
     data_file = glob.glob(str(directory / "ckpt-6.data-*"))[0]
@@ -165,14 +169,7 @@ def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning
 
 
 def test_no_readable_checkpoint_stops_with_an_error_naming_them(tmp_path):
-    options = dict(
-        steps=4,
-        batch_size=8,
-        checkpoint_every=2,
-        logdir=str(tmp_path),
-        run_name="r",
-        progress=False,
-    )
+    options = checkpointed_run_options(tmp_path, steps=4)
     lstmcore.train(small_model(), small_data(), **options)
     for path in glob.glob(str(tmp_path / "r" / "checkpoints" / "*.data-*")):
         with open(path, "r+b") as f:
@@ -182,14 +179,7 @@ def test_no_readable_checkpoint_stops_with_an_error_naming_them(tmp_path):
 
 
 def test_a_lost_pointer_file_never_restarts_from_scratch(tmp_path):
-    options = dict(
-        steps=4,
-        batch_size=8,
-        checkpoint_every=2,
-        logdir=str(tmp_path),
-        run_name="r",
-        progress=False,
-    )
+    options = checkpointed_run_options(tmp_path, steps=4)
     lstmcore.train(small_model(), small_data(), **options)
     os.remove(tmp_path / "r" / "checkpoints" / "checkpoint")
     with pytest.raises(ValueError, match="pointer file is missing"):
