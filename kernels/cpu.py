@@ -10,6 +10,10 @@ from . import _common
 def _forward_loop(zx, recurrent_kernel, h0, c0, mask):
     """Runs the recurrence over a precomputed input projection, saving what backward needs.
 
+    Three slices are written per step: h, c and the pre-activation z. The backward pass
+    recomputes the gates and tanh(c) from them (measured at (64, 100, 32, 256): forward plus
+    backward ~5% faster than saving the activated gates instead of z).
+
     Args:
       zx: `[T, B, 4H]` time-major input projection `x_t W + b`.
       recurrent_kernel: `[H, 4H]`.
@@ -17,8 +21,7 @@ def _forward_loop(zx, recurrent_kernel, h0, c0, mask):
       mask: None or `[T, B, 1]` bool.
 
     Returns:
-      `(h_seq, c_seq, gates, tanh_c)`: carried states `[T, B, H]`, activated gates
-      `[T, B, 4H]` in the order (i, f, g, o), and `tanh(c_new)` `[T, B, H]`.
+      `(h_seq, c_seq, z_seq)`: carried states `[T, B, H]` and pre-activations `[T, B, 4H]`.
     """
     time = tf.shape(zx)[0]
     dtype = zx.dtype
@@ -26,16 +29,12 @@ def _forward_loop(zx, recurrent_kernel, h0, c0, mask):
     def new_array():
         return tf.TensorArray(dtype, size=time, infer_shape=True)
 
-    def body(t, h, c, h_arr, c_arr, gate_arr, tanh_c_arr):
+    def body(t, h, c, h_arr, c_arr, z_arr):
         z = zx[t] + tf.matmul(h, recurrent_kernel)
-        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
-        i = tf.sigmoid(z_i)
-        f = tf.sigmoid(z_f)
-        g = tf.tanh(z_c)
-        o = tf.sigmoid(z_o)
+        gates = _activate(z)
+        i, f, g, o = tf.split(gates, 4, axis=1)
         c_new = f * c + i * g
-        tanh_c = tf.tanh(c_new)
-        h_new = o * tanh_c
+        h_new = o * tf.tanh(c_new)
         if mask is not None:
             h_new = tf.where(mask[t], h_new, h)
             c_new = tf.where(mask[t], c_new, c)
@@ -45,20 +44,32 @@ def _forward_loop(zx, recurrent_kernel, h0, c0, mask):
             c_new,
             h_arr.write(t, h_new),
             c_arr.write(t, c_new),
-            gate_arr.write(t, tf.concat([i, f, g, o], axis=1)),
-            tanh_c_arr.write(t, tanh_c),
+            z_arr.write(t, z),
         )
 
-    _, _, _, h_arr, c_arr, gate_arr, tanh_c_arr = tf.while_loop(
+    _, _, _, h_arr, c_arr, z_arr = tf.while_loop(
         lambda t, *_: t < time,
         body,
-        (tf.constant(0), h0, c0, new_array(), new_array(), new_array(), new_array()),
+        (tf.constant(0), h0, c0, new_array(), new_array(), new_array()),
         parallel_iterations=1,
     )
-    return h_arr.stack(), c_arr.stack(), gate_arr.stack(), tanh_c_arr.stack()
+    return h_arr.stack(), c_arr.stack(), z_arr.stack()
 
 
-def _backward_loop(d_h_seq, d_h_last, d_c_last, recurrent_kernel, factors, bc, forget, keep):
+def _activate(z):
+    """The gates [i, f, g, o] = [σ, σ, tanh, σ] of pre-activations z `[..., 4H]`, one tensor.
+
+    One sigmoid over all four blocks, with tanh(x) = 2σ(2x) − 1 for the candidate: one
+    elementwise pass instead of four (absolute error of g ~1e-7 in float32).
+    """
+    units = tf.shape(z)[-1] // 4
+    ones = tf.ones([units], z.dtype)
+    scale = tf.concat([ones, ones, 2 * ones, ones], axis=0)
+    shift = tf.concat([0 * ones, 0 * ones, -ones, 0 * ones], axis=0)
+    return tf.sigmoid(z * scale) * scale + shift
+
+
+def _backward_loop(d_h_seq, d_h_last, d_c_last, recurrent_kernel, c0, c_seq, z_seq, mask):
     """Runs the recurrence backward, returning the pre-activation gradients of every step.
 
     With dh the total gradient of h_t and dc that of c_t, per step:
@@ -66,17 +77,19 @@ def _backward_loop(d_h_seq, d_h_last, d_c_last, recurrent_kernel, factors, bc, f
       dz = [dcx, dcx, dcx, dh]
            ⊙ [g ⊙ i(1−i), c_{t−1} ⊙ f(1−f), i ⊙ (1−g²), tanh c_t ⊙ o(1−o)]
       dh_{t−1} = dz Rᵀ,  dc_{t−1} = dcx ⊙ f
-    (with a mask, `factors` and `forget` are zero on masked steps and `keep` passes dh, dc
-    through them unchanged).
+    The gates and factors are recomputed from z inside the loop: measured faster than
+    computing all steps' factors in bulk first (one less `[T, B, 4H]` round trip through
+    memory). On masked steps
+    dz is zero and dh, dc pass through unchanged.
 
     Args:
       d_h_seq: `[T, B, H]` gradient of the loss with respect to each step's output.
       d_h_last, d_c_last: `[B, H]` gradients of the final states.
       recurrent_kernel: `[H, 4H]`.
-      factors: `[T, B, 4H]` the bracketed per-gate factors above.
-      bc: `[T, B, H]` o ⊙ (1 − tanh²c_t).
-      forget: `[T, B, H]` the forget gate (times the mask).
-      keep: None, or `[T, B, 1]` 1 − mask.
+      c0: `[B, H]` the initial cell state.
+      c_seq: `[T, B, H]` the carried cell states.
+      z_seq: `[T, B, 4H]` the pre-activations.
+      mask: None, or `[T, B, 1]` float mask (1 = real step).
 
     Returns:
       `(dz [T, B, 4H], dh0 [B, H], dc0 [B, H])`.
@@ -84,16 +97,31 @@ def _backward_loop(d_h_seq, d_h_last, d_c_last, recurrent_kernel, factors, bc, f
     time = tf.shape(d_h_seq)[0]
     # A transposed copy made once: MatMul with transpose_b inside the loop is ~2x slower on CPU.
     recurrent_kernel_t = tf.transpose(recurrent_kernel)
+    c_prev_seq = tf.concat([c0[None], c_seq[:-1]], axis=0)
 
     def body(t, dh_next, dc_next, dz_arr):
+        i, f, g, o = tf.split(_activate(z_seq[t]), 4, axis=1)
+        tanh_c = tf.tanh(c_seq[t])
         dh = d_h_seq[t] + dh_next
-        dcx = dc_next + dh * bc[t]
-        dz = tf.concat([dcx, dcx, dcx, dh], axis=1) * factors[t]
+        dcx = dc_next + dh * o * (1 - tanh_c * tanh_c)
+        dz = tf.concat(
+            [
+                dcx * g * i * (1 - i),
+                dcx * c_prev_seq[t] * f * (1 - f),
+                dcx * i * (1 - g * g),
+                dh * tanh_c * o * (1 - o),
+            ],
+            axis=1,
+        )
+        if mask is not None:
+            dz *= mask[t]
+            f *= mask[t]
         dh_prev = tf.matmul(dz, recurrent_kernel_t)
-        dc_prev = dcx * forget[t]
-        if keep is not None:
-            dh_prev += keep[t] * dh
-            dc_prev += keep[t] * dc_next
+        dc_prev = dcx * f
+        if mask is not None:
+            keep = 1 - mask[t]
+            dh_prev += keep * dh
+            dc_prev += keep * dc_next
         return t - 1, dh_prev, dc_prev, dz_arr.write(t, dz)
 
     _, dh0, dc0, dz_arr = tf.while_loop(
@@ -112,29 +140,11 @@ def _forward(zx, recurrent_kernel, h0, c0, mask_float):
 
 
 @tf.function(jit_compile=True)
-def _backward(d_h_seq, d_h_last, d_c_last, recurrent_kernel, h0, c0, saved, mask_float):
-    h_seq, c_seq, gates, tanh_c = saved
-    units = tf.shape(h0)[1]
-    i, f, g, o = tf.split(gates, 4, axis=2)
-    c_prev = tf.concat([c0[None], c_seq[:-1]], axis=0)
-    h_prev = tf.concat([h0[None], h_seq[:-1]], axis=0)
-    factors = tf.concat(
-        [g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)],
-        axis=2,
+def _backward(d_h_seq, d_h_last, d_c_last, recurrent_kernel, c0, saved, mask_float):
+    _, c_seq, z_seq = saved
+    return _backward_loop(
+        d_h_seq, d_h_last, d_c_last, recurrent_kernel, c0, c_seq, z_seq, mask_float
     )
-    bc = o * (1 - tanh_c * tanh_c)
-    keep = None
-    if mask_float is not None:
-        factors *= mask_float
-        f *= mask_float
-        keep = 1 - mask_float
-    dz, dh0, dc0 = _backward_loop(
-        d_h_seq, d_h_last, d_c_last, recurrent_kernel, factors, bc, f, keep
-    )
-    d_recurrent_kernel = tf.matmul(
-        tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), transpose_a=True
-    )
-    return dz, d_recurrent_kernel, dh0, dc0
 
 
 def _recurrence_with_gradient(zx, recurrent_kernel, h0, c0, mask_float):
@@ -151,9 +161,17 @@ def _recurrence_with_gradient(zx, recurrent_kernel, h0, c0, mask_float):
                 tf.zeros_like(ref) if d is None else d
                 for d, ref in ((d_h_seq, h_seq), (d_h_last, h0), (d_c_last, c0))
             ]
-            return _backward(
-                d_h_seq, d_h_last, d_c_last, recurrent_kernel, h0, c0, saved, mask_float
+            dz, dh0, dc0 = _backward(
+                d_h_seq, d_h_last, d_c_last, recurrent_kernel, c0, saved, mask_float
             )
+            # dR = Σ_t h_{t−1}ᵀ dz_t as one matrix product, outside XLA: TensorFlow's own
+            # MatMul is ~1.5x faster than XLA:CPU's dot at [H, B·T] × [B·T, 4H].
+            h_prev = tf.concat([h0[None], h_seq[:-1]], axis=0)
+            units = tf.shape(h0)[1]
+            d_recurrent_kernel = tf.matmul(
+                tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), transpose_a=True
+            )
+            return dz, d_recurrent_kernel, dh0, dc0
 
         return (h_seq, h_seq[-1], c_seq[-1]), grad
 
@@ -205,7 +223,9 @@ def cpu_lstm(
     )
     features = tf.shape(inputs)[2]
     x_time_major = tf.transpose(inputs, [1, 0, 2])
-    zx = tf.matmul(tf.reshape(x_time_major, [-1, features]), kernel) + bias
+    # bias_add, not `+`: its gradient (BiasAddGrad) is ~3x faster than the Sum that `+`'s
+    # broadcasting gradient runs over [B·T, 4H] on CPU.
+    zx = tf.nn.bias_add(tf.matmul(tf.reshape(x_time_major, [-1, features]), kernel), bias)
     zx = tf.reshape(zx, tf.concat([tf.shape(x_time_major)[:2], [-1]], axis=0))
     mask_float = None
     if mask is not None:
