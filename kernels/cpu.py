@@ -147,11 +147,27 @@ def _backward(d_h_seq, d_h_last, d_c_last, recurrent_kernel, c0, saved, mask_flo
     )
 
 
-def _recurrence_with_gradient(zx, recurrent_kernel, h0, c0, mask_float):
-    """The recurrence as one op with a hand-written gradient (mask_float: `[T, B, 1]` or None)."""
+def _lstm_with_gradient(x_flat, kernel, bias, recurrent_kernel, h0, c0, mask_float):
+    """Projection and recurrence as one op with a hand-written gradient.
+
+    Args:
+      x_flat: `[T·B, F]` time-major inputs, flattened.
+      kernel, bias, recurrent_kernel: the weights.
+      h0, c0: `[B, H]` initial states.
+      mask_float: `[T, B, 1]` float mask or None.
+
+    Returns:
+      `(h_seq [T, B, H], h_last, c_last)`.
+    """
+    batch = tf.shape(h0)[0]
+    units = tf.shape(h0)[1]
+    features = tf.shape(x_flat)[1]
 
     @tf.custom_gradient
-    def recurrence(zx, recurrent_kernel, h0, c0):
+    def lstm(x_flat, kernel, bias, recurrent_kernel, h0, c0):
+        # Outside XLA: TensorFlow's (oneDNN) MatMul beats XLA:CPU's dot at these sizes.
+        zx = tf.nn.bias_add(tf.matmul(x_flat, kernel), bias)
+        zx = tf.reshape(zx, [-1, batch, 4 * units])
         # stop_gradient: the tape must not differentiate the loop itself (grad is below).
         saved = _forward(*[tf.stop_gradient(a) for a in (zx, recurrent_kernel, h0, c0)], mask_float)
         h_seq, c_seq = saved[0], saved[1]
@@ -164,18 +180,19 @@ def _recurrence_with_gradient(zx, recurrent_kernel, h0, c0, mask_float):
             dz, dh0, dc0 = _backward(
                 d_h_seq, d_h_last, d_c_last, recurrent_kernel, c0, saved, mask_float
             )
-            # dR = Σ_t h_{t−1}ᵀ dz_t as one matrix product, outside XLA: TensorFlow's own
-            # MatMul is ~1.5x faster than XLA:CPU's dot at [H, B·T] × [B·T, 4H].
-            h_prev = tf.concat([h0[None], h_seq[:-1]], axis=0)
-            units = tf.shape(h0)[1]
-            d_recurrent_kernel = tf.matmul(
-                tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), transpose_a=True
-            )
-            return dz, d_recurrent_kernel, dh0, dc0
+            dz = tf.reshape(dz, [-1, 4 * units])
+            # dR = Σ_t h_{t−1}ᵀ dz_t, dW = Σ_t x_tᵀ dz_t and db = Σ_t dz_t as ONE matrix
+            # product [H + F + 1, T·B] × [T·B, 4H] (measured ~20% faster than three).
+            h_prev = tf.reshape(tf.concat([h0[None], h_seq[:-1]], axis=0), [-1, units])
+            ones = tf.ones([tf.shape(x_flat)[0], 1], x_flat.dtype)
+            d_weights = tf.matmul(tf.concat([h_prev, x_flat, ones], axis=1), dz, transpose_a=True)
+            d_recurrent_kernel, d_kernel, d_bias = tf.split(d_weights, [units, features, 1])
+            d_x_flat = tf.matmul(dz, kernel, transpose_b=True)
+            return d_x_flat, d_kernel, d_bias[0], d_recurrent_kernel, dh0, dc0
 
         return (h_seq, h_seq[-1], c_seq[-1]), grad
 
-    return recurrence(zx, recurrent_kernel, h0, c0)
+    return lstm(x_flat, kernel, bias, recurrent_kernel, h0, c0)
 
 
 def cpu_lstm(
@@ -194,8 +211,8 @@ def cpu_lstm(
     The input projection `X W + b` for all T steps is one `[B·T, F] × [F, 4H]` matrix product;
     the loop does only `h R` and the elementwise cell. The backward pass is hand-written
     (`tf.custom_gradient`): a reverse loop produces each step's pre-activation gradient dz_t,
-    and then dW = Xᵀ dZ, dR = H_{t−1}ᵀ dZ, db = Σ dZ and dX = dZ Wᵀ are each one matrix
-    product over all steps, as cuDNN does. Masks follow Keras (states carried through masked
+    and then the weight gradients (dR = H_{t−1}ᵀ dZ, dW = Xᵀ dZ, db = Σ dZ) are one matrix
+    product over all steps, as cuDNN does, and dX = dZ Wᵀ another. Masks follow Keras (states carried through masked
     steps). The gradient is first-order only.
 
     Args:
@@ -221,16 +238,13 @@ def cpu_lstm(
     inputs, kernel, recurrent_kernel, bias, h0, c0, mask = _common.prepare(
         inputs, kernel, recurrent_kernel, bias, initial_state, mask, sequence_lengths
     )
-    features = tf.shape(inputs)[2]
-    x_time_major = tf.transpose(inputs, [1, 0, 2])
-    # bias_add, not `+`: its gradient (BiasAddGrad) is ~3x faster than the Sum that `+`'s
-    # broadcasting gradient runs over [B·T, 4H] on CPU.
-    zx = tf.nn.bias_add(tf.matmul(tf.reshape(x_time_major, [-1, features]), kernel), bias)
-    zx = tf.reshape(zx, tf.concat([tf.shape(x_time_major)[:2], [-1]], axis=0))
+    x_flat = tf.reshape(tf.transpose(inputs, [1, 0, 2]), [-1, tf.shape(inputs)[2]])
     mask_float = None
     if mask is not None:
         mask_float = tf.cast(tf.transpose(mask)[:, :, None], inputs.dtype)
-    h_seq, h_last, c_last = _recurrence_with_gradient(zx, recurrent_kernel, h0, c0, mask_float)
+    h_seq, h_last, c_last = _lstm_with_gradient(
+        x_flat, kernel, bias, recurrent_kernel, h0, c0, mask_float
+    )
     if return_sequences:
         return _common.mask_outputs(tf.transpose(h_seq, [1, 0, 2]), mask), (h_last, c_last)
     return _common.last_output(h_last, mask), (h_last, c_last)
