@@ -197,8 +197,7 @@ def make_train_step(
             clipped = [None if g is None else g / replicas for g in clipped]
         return clipped, finite, metrics
 
-    @tf.function
-    def train_step(iterator):
+    def one_step(iterator):
         inputs, targets = next(iterator)
         clipped, finite, metrics = strategy.run(replica_step, args=(inputs, targets))
         # Every replica computed the same values from the aggregated gradients. The update is
@@ -229,7 +228,56 @@ def make_train_step(
                 apply()
         return {**metrics, "step": step_index, "learning_rate": learning_rate}
 
-    return train_step, series
+    return tf.function(one_step), series
+
+
+# The dtype of every entry of a step's result (the multi-step loop collects them in arrays).
+STEP_DTYPES = {
+    "loss": tf.float32,
+    "grad_norm_before_clip": tf.float32,
+    "grad_norm_after_clip": tf.float32,
+    "clipped": tf.float32,
+    "skipped": tf.float32,
+    "fault": tf.int32,
+    "layer_grad_norms": tf.float32,
+    "step": tf.int64,
+    "learning_rate": tf.float32,
+}
+
+
+def make_multi_step(train_step):
+    """Wraps a step function into one ``tf.function`` that runs ``count`` steps per call.
+
+    As Keras's ``steps_per_execution``: one host call (and one dispatch of the function) runs
+    several optimizer steps, which removes the per-call cost that dominates small steps
+    (measured on 2 CPU cores at (B, T, I, H) = (32, 50, 8, 64): ~30% of a step). Every step's
+    values are still returned, stacked, so per-step logging loses nothing.
+
+    Args:
+      train_step: the step function returned by :func:`make_train_step`.
+
+    Returns:
+      ``steps(iterator, count) -> dict of tensors``, each with a leading axis of ``count``
+      (a ``tf.function``; ``count`` is an int32 tensor so any count reuses one trace).
+    """
+    one_step = train_step.python_function
+
+    @tf.function
+    def train_steps(iterator, count):
+        arrays = {key: tf.TensorArray(dtype, size=count) for key, dtype in STEP_DTYPES.items()}
+
+        def body(index, arrays):
+            values = one_step(iterator)
+            arrays = {
+                key: array.write(index, tf.cast(values[key], array.dtype))
+                for key, array in arrays.items()
+            }
+            return index + 1, arrays
+
+        _, arrays = tf.while_loop(lambda index, _: index < count, body, (tf.constant(0), arrays))
+        return {key: array.stack() for key, array in arrays.items()}
+
+    return train_steps
 
 
 def _all_finite(x) -> tf.Tensor:

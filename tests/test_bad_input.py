@@ -97,6 +97,12 @@ TRAIN_CASES = [
         "must be numeric; got dtype string",
     ),
     ("zero batch size", (X, Y), {"batch_size": 0}, "batch_size must be a positive integer; got 0"),
+    (
+        "fractional steps per call",
+        (X, Y),
+        {"steps_per_execution": 2.5},
+        "steps_per_execution must be a positive integer; got 2.5",
+    ),
     ("negative steps", (X, Y), {"steps": -1}, "steps must be a positive integer; got -1"),
     (
         "zero epochs",

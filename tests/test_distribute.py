@@ -26,6 +26,11 @@ SCRIPT = textwrap.dedent(
     with strategy.scope():
         mirrored = model()
     h2 = lstmcore.train(mirrored, (x, y), batch_size=8, strategy=strategy, **options)
+    with strategy.scope():
+        chunked = model()
+    h3 = lstmcore.train(
+        chunked, (x, y), batch_size=8, strategy=strategy, steps_per_execution=4, **options
+    )
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "norm_single": h1["grad_norm_before_clip"].tolist(),
@@ -33,6 +38,10 @@ SCRIPT = textwrap.dedent(
         "after_mirrored": h2["grad_norm_after_clip"].tolist(),
         "loss_single": h1["loss"].tolist(),
         "loss_mirrored": h2["loss"].tolist(),
+        "loss_chunked": h3["loss"].tolist(),
+        "chunked_weight_difference": max(
+            float(np.max(np.abs(a - b))) for a, b in zip(chunked.get_weights(), mirrored.get_weights())
+        ),
         "max_weight_difference": max(
             float(np.max(np.abs(a - b))) for a, b in zip(single.get_weights(), mirrored.get_weights())
         ),
@@ -54,3 +63,6 @@ def test_mirrored_strategy_matches_one_device_and_clips_the_aggregated_norm():
     assert out["after_mirrored"] == __import__("pytest").approx([0.05] * 6, rel=1e-4)
     assert out["loss_mirrored"] == __import__("pytest").approx(out["loss_single"], rel=1e-4)
     assert out["max_weight_difference"] < 1e-5
+    # Several steps per call under the strategy: the same run.
+    assert out["loss_chunked"] == __import__("pytest").approx(out["loss_mirrored"], rel=1e-6)
+    assert out["chunked_weight_difference"] < 1e-6

@@ -1,9 +1,12 @@
+import time
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import lstmcore
+from lstmcore.diagnosis import read_scalars
 from lstmcore.step import make_train_step
 
 
@@ -75,6 +78,79 @@ def test_the_step_is_traced_once_even_with_a_smaller_last_batch():
         step(iterator)
     assert step.experimental_get_tracing_count() == 1
     assert int(optimizer.iterations) == 6
+
+
+def test_steps_per_execution_gives_the_same_run_and_logs_every_step(tmp_path):
+    # 4 epochs of 4 batches, validation every 3 steps and probes every 5: the 5-step calls
+    # must stop at each of those steps so that validation sees the same weights.
+    def run(steps_per_execution, logdir):
+        model = make_model()
+        history = lstmcore.train(
+            model,
+            make_data(),
+            validation_data=make_data(n=16, seed=1),
+            epochs=4,
+            batch_size=16,
+            learning_rate=1e-2,
+            warmup_steps=4,
+            validate_every=3,
+            probe_every=5,
+            steps_per_execution=steps_per_execution,
+            logdir=str(logdir),
+            progress=False,
+            check=False,
+        )
+        return history, weights(model)
+
+    one, one_weights = run(1, tmp_path / "one")
+    five, five_weights = run(5, tmp_path / "five")
+    np.testing.assert_array_equal(five["step"], np.arange(16))
+    for key in ("loss", "grad_norm_before_clip", "learning_rate", "val_step", "val_loss"):
+        np.testing.assert_allclose(five[key], one[key], rtol=1e-6, err_msg=key)
+    np.testing.assert_allclose(five.layer_grad_norms, one.layer_grad_norms, rtol=1e-6)
+    np.testing.assert_array_equal(five.probes["step"], one.probes["step"])
+    for a, b in zip(one_weights, five_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    logged_steps, _ = read_scalars(five.run_dir)["train/loss"]
+    np.testing.assert_array_equal(logged_steps, np.arange(16))
+
+
+def test_steps_per_execution_calls_stop_at_checkpoints_and_resume_exactly(tmp_path):
+    options = dict(
+        epochs=3,
+        batch_size=16,
+        checkpoint_every=5,
+        steps_per_execution=4,
+        logdir=str(tmp_path),
+        probe_every=None,
+        check=False,
+        progress=False,
+    )
+    model = make_model()
+    lstmcore.train(model, make_data(), run_name="chunked", **options)
+    directory = tmp_path / "chunked" / "checkpoints"
+    saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in directory.glob("ckpt-*.index"))
+    assert saved == [5, 10, 12]
+    straight = make_model()
+    lstmcore.train(
+        straight, make_data(), run_name="straight", **{**options, "steps_per_execution": 1}
+    )
+    for a, b in zip(weights(straight), weights(model)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # Back to step 5, then resume: calls of 3, 2 and 2 steps must reach the same weights.
+    first = str(directory / "ckpt-5")
+    tf.compat.v1.train.update_checkpoint_state(
+        str(directory),
+        first,
+        all_model_checkpoint_paths=[first],
+        all_model_checkpoint_timestamps=[time.time()],
+        last_preserved_timestamp=time.time() - 1,
+    )
+    resumed = make_model()
+    history = lstmcore.train(resumed, make_data(), run_name="chunked", resume=True, **options)
+    np.testing.assert_array_equal(history["step"], np.arange(5, 12))
+    for a, b in zip(weights(straight), weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_warmup_learning_rate_is_logged_per_step():
