@@ -9,6 +9,9 @@ Adam (1e-3). The implementations (:data:`IMPLEMENTATIONS`, a table of builders):
   per-layer, per-gate gradient norms, clip flags; all fetched at the end of each timed block as
   ``lstmcore.train`` fetches them at a flush; TensorBoard writes are not included),
 - ``bare_step+*``: a hand-written Keras ``tf.function`` step (tape, ``optimizer.apply``),
+- ``*(x8)``: the same step run 8 times per call of the compiled function (``lstmcore.train``'s
+  ``steps_per_execution=8``; for the bare step, a ``tf.range`` loop as Keras's
+  ``steps_per_execution``); times are per optimizer step,
 - the layers: ``lstmcore.LSTM`` with ``kernel="auto"`` (cuDNN with a GPU, the CPU kernel
   without), ``keras.LSTM`` (cuDNN with a GPU, Keras's generic kernel without),
   ``keras.LSTM(use_cudnn=False)`` (GPU runs only: on a CPU it is ``keras.LSTM``),
@@ -63,6 +66,7 @@ class Implementation:
     layer: str  # "lstmcore-auto", "lstmcore-xla", "keras", "keras-generic"
     devices: tuple[str, ...]
     expects_cudnn_on_gpu: bool
+    steps_per_execution: int = 1  # optimizer steps per call of the compiled function
 
 
 IMPLEMENTATIONS = [
@@ -70,6 +74,10 @@ IMPLEMENTATIONS = [
         "lstmcore_step+lstmcore.LSTM", "lstmcore", "lstmcore-auto", ("cpu", "gpu"), True
     ),
     Implementation("bare_step+lstmcore.LSTM", "bare", "lstmcore-auto", ("cpu", "gpu"), True),
+    Implementation(
+        "lstmcore_step(x8)+lstmcore.LSTM", "lstmcore", "lstmcore-auto", ("cpu", "gpu"), True, 8
+    ),
+    Implementation("bare_step(x8)+lstmcore.LSTM", "bare", "lstmcore-auto", ("cpu", "gpu"), True, 8),
     Implementation("lstmcore_step+keras.LSTM", "lstmcore", "keras", ("cpu", "gpu"), True),
     Implementation("bare_step+keras.LSTM", "bare", "keras", ("cpu", "gpu"), True),
     Implementation(
@@ -127,7 +135,7 @@ def build_step(implementation: Implementation, problem: dict):
     import tensorflow as tf
 
     from lstmcore import cudnn_report
-    from lstmcore.step import make_train_step
+    from lstmcore.step import make_multi_step, make_train_step
 
     keras.utils.set_random_seed(0)
     layer = _layer(implementation.layer, problem["hidden"])
@@ -146,6 +154,7 @@ def build_step(implementation: Implementation, problem: dict):
     iterator = iter(tf.data.Dataset.from_tensors((inputs, targets)).repeat())
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(model.trainable_variables)
+    count = implementation.steps_per_execution
     if implementation.step == "lstmcore":
         step, _ = make_train_step(
             model,
@@ -155,19 +164,29 @@ def build_step(implementation: Implementation, problem: dict):
             clip_norm=1.0,
             clip_groups=None,
         )
-        return (lambda: step(iterator)), kernel
+        if count == 1:
+            return (lambda: step(iterator)), kernel
+        steps = make_multi_step(step)
+        return (lambda: steps(iterator, tf.constant(count))), kernel
     loss_fn = keras.losses.MeanSquaredError()
     variables = model.trainable_variables
 
-    @tf.function
-    def bare_step(iterator):
+    def one_bare_step(iterator):
         batch_inputs, batch_targets = next(iterator)
         with tf.GradientTape() as tape:
             loss = loss_fn(batch_targets, model(batch_inputs, training=True))
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    return (lambda: bare_step(iterator)), kernel
+    @tf.function
+    def bare_steps(iterator):
+        # As Keras's steps_per_execution: a loop of steps in one call; the last loss returned.
+        loss = one_bare_step(iterator)
+        for _ in tf.range(count - 1):
+            loss = one_bare_step(iterator)
+        return loss
+
+    return (lambda: bare_steps(iterator)), kernel
 
 
 def torch_child(spec_json: str) -> None:
@@ -323,7 +342,17 @@ def measure(
             steps_per_block=child.info["steps_per_block"], threads=child.info["threads"]
         )
     torch_baseline = min(children, key=lambda name: timings[name]["seconds"]) if children else None
-    bare_of = {impl.layer: impl.name for impl in implementations if impl.step == "bare"}
+    for impl in implementations:
+        # A call of a multi-step function ran steps_per_execution steps.
+        timing = timings[impl.name]
+        timing["seconds"] /= impl.steps_per_execution
+        timing["block_seconds"] = [s / impl.steps_per_execution for s in timing["block_seconds"]]
+        timing["steps_per_block"] *= impl.steps_per_execution
+    bare_of = {
+        (impl.layer, impl.steps_per_execution): impl.name
+        for impl in implementations
+        if impl.step == "bare"
+    }
     flops = problems.flops_per_training_step(problem)
     rows = []
     for impl_name, timing in timings.items():
@@ -331,7 +360,8 @@ def measure(
         impl = next((i for i in implementations if i.name == impl_name), None)
         logging_cost = None
         if impl is not None and impl.step == "lstmcore":
-            logging_cost = seconds / timings[bare_of[impl.layer]]["seconds"]
+            bare = bare_of[(impl.layer, impl.steps_per_execution)]
+            logging_cost = seconds / timings[bare]["seconds"]
         rows.append(
             {
                 **{key: problem[key] for key in ("batch", "time", "input", "hidden", "origin")},
@@ -383,7 +413,9 @@ def write_markdown(path: str, rows: list[dict], env: dict, notes: list[str]) -> 
         (
             "- vs torch: PyTorch ms / this ms, in the same run, against the faster of PyTorch at "
             "its default thread count and at one thread (above 1: faster than PyTorch). "
-            "logging cost: lstmcore step / bare step on the same layer."
+            "logging cost: lstmcore step / bare step on the same layer, with as many steps "
+            "per call (x8: 8 optimizer steps per call of the compiled function, as Keras's "
+            "steps_per_execution; ms/step is per optimizer step)."
         ),
         "- % peak: "
         + (
