@@ -36,7 +36,7 @@ def global_norm(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
 
 
 def clip_by_global_norm(
-    grads: Sequence[tf.Tensor], max_norm: float
+    grads: Sequence[tf.Tensor], max_norm: float, *, norm: tf.Tensor | None = None
 ) -> tuple[list[tf.Tensor], tf.Tensor]:
     """Scales all gradients together so that their global norm is at most ``max_norm``.
 
@@ -46,6 +46,7 @@ def clip_by_global_norm(
     Args:
       grads: gradients (``None`` entries pass through).
       max_norm: the largest global norm allowed, ``> 0``.
+      norm: their global norm when already known (saves a pass over the gradients).
 
     Returns:
       ``(clipped, norm)``: the clipped gradients and the global norm before clipping.
@@ -53,13 +54,14 @@ def clip_by_global_norm(
     References:
       Pascanu, Mikolov & Bengio, On the difficulty of training recurrent neural networks, 2013.
     """
-    norm = global_norm(grads)
+    if norm is None:
+        norm = global_norm(grads)
     scale = tf.minimum(1.0, max_norm / tf.maximum(norm, 1e-30))
     return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads], norm
 
 
 def clip_by_per_variable_norm(
-    grads: Sequence[tf.Tensor], max_norm: float
+    grads: Sequence[tf.Tensor], max_norm: float, *, norms: Sequence[tf.Tensor] | None = None
 ) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
     """Scales each gradient tensor separately so that its norm is at most ``max_norm``.
 
@@ -68,17 +70,19 @@ def clip_by_per_variable_norm(
     Args:
       grads: gradients (``None`` entries pass through).
       max_norm: the largest norm allowed per tensor, ``> 0``.
+      norms: each tensor's norm when already known (saves a pass over the gradients).
 
     Returns:
       ``(clipped, norms)``: the clipped gradients and each tensor's norm before clipping.
     """
+    known = norms
     clipped, norms = [], []
-    for g in grads:
+    for index, g in enumerate(grads):
         if g is None:
             clipped.append(None)
             norms.append(tf.constant(0.0))
             continue
-        norm = tf.norm(tf.cast(g, tf.float32))
+        norm = tf.norm(tf.cast(g, tf.float32)) if known is None else known[index]
         scale = tf.minimum(1.0, max_norm / tf.maximum(norm, 1e-30))
         clipped.append(g * tf.cast(scale, g.dtype))
         norms.append(norm)
@@ -226,6 +230,7 @@ def clip_gradients(
     method: str | None = "global_norm",
     clip_norm: float = 1.0,
     groups: dict | None = None,
+    squared_norms: Sequence[tf.Tensor | None] | None = None,
 ) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
     """Clips final gradients with one method and reports the norms it measured.
 
@@ -241,6 +246,10 @@ def clip_gradients(
       clip_norm: the default threshold.
       groups: optional dict of variable-path pattern to threshold, e.g.
         ``{"recurrent_kernel": 0.5}``.
+      squared_norms: each gradient's float32 sum of squares (None for a None gradient) when
+        the caller has them: the norms before and after clipping are then derived from them
+        instead of reading every gradient again (with global and per-variable norm clipping,
+        the gradients are then read once, to be scaled).
 
     Returns:
       ``(clipped, stats)`` where ``stats`` holds float32 scalars
@@ -248,7 +257,11 @@ def clip_gradients(
       gradient was changed).
     """
     grads = list(grads)
-    before = global_norm(grads)
+    if squared_norms is None:
+        squared_norms = [
+            None if g is None else tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads
+        ]
+    before = _root_of_sum(squared_norms)
     if method is None:
         return grads, {
             "grad_norm_before_clip": before,
@@ -256,16 +269,29 @@ def clip_gradients(
             "clipped": tf.constant(0.0),
         }
     clipped = list(grads)
+    after_squares = list(squared_norms)  # exact for the two norm methods, recomputed otherwise
     flags = []
     for _, threshold, indices in group_variables(variables, groups):
         threshold = clip_norm if threshold is None else threshold
         part = [grads[i] for i in indices]
         if method == "global_norm":
-            new, norm = clip_by_global_norm(part, threshold)
+            norm = _root_of_sum([squared_norms[i] for i in indices])
+            new, _ = clip_by_global_norm(part, threshold, norm=norm)
             flags.append(norm > threshold)
+            scale = tf.minimum(1.0, threshold / tf.maximum(norm, 1e-30))
+            for i in indices:
+                if squared_norms[i] is not None:
+                    after_squares[i] = squared_norms[i] * tf.square(scale)
         elif method == "per_variable_norm":
-            new, norms = clip_by_per_variable_norm(part, threshold)
+            known = [
+                None if squared_norms[i] is None else tf.sqrt(squared_norms[i]) for i in indices
+            ]
+            new, norms = clip_by_per_variable_norm(part, threshold, norms=known)
             flags.append(tf.reduce_any(tf.stack(norms) > threshold))
+            for i, norm in zip(indices, norms):
+                if squared_norms[i] is not None:
+                    scale = tf.minimum(1.0, threshold / tf.maximum(norm, 1e-30))
+                    after_squares[i] = squared_norms[i] * tf.square(scale)
         elif method == "value":
             new = clip_by_value(part, threshold)
             flags.append(
@@ -278,9 +304,16 @@ def clip_gradients(
             flags.append(flag)
         for i, g in zip(indices, new):
             clipped[i] = g
+            if method in ("value", "adaptive") and g is not None:
+                after_squares[i] = tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
     any_clipped = tf.reduce_any(tf.stack(flags)) if flags else tf.constant(False)
     return clipped, {
         "grad_norm_before_clip": before,
-        "grad_norm_after_clip": global_norm(clipped),
+        "grad_norm_after_clip": _root_of_sum(after_squares),
         "clipped": tf.cast(any_clipped, tf.float32),
     }
+
+
+def _root_of_sum(squares: Sequence[tf.Tensor | None]) -> tf.Tensor:
+    present = [s for s in squares if s is not None]
+    return tf.sqrt(tf.add_n(present)) if present else tf.constant(0.0)

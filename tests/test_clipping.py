@@ -87,6 +87,25 @@ def test_groups_clip_recurrent_kernels_with_their_own_threshold():
     assert float(stats["clipped"]) == 1.0
 
 
+@pytest.mark.parametrize("method", clipping.METHODS)
+@pytest.mark.parametrize("groups", [None, {"recurrent_kernel": 0.5}])
+def test_reported_norms_are_the_norms_of_the_gradients_before_and_after(method, groups):
+    # The step hands clip_gradients the sums of squares it already has; the reported norms
+    # must still be the real norms of what goes in and what comes out.
+    variables = make_variables()
+    rng = np.random.default_rng(0)
+    grads = [tf.constant(rng.normal(size=v.shape).astype(np.float32)) for v in variables]
+    squares = [tf.reduce_sum(tf.square(g)) for g in grads]
+    for given in (None, squares):
+        clipped, stats = clipping.clip_gradients(
+            grads, variables, method=method, clip_norm=0.8, groups=groups, squared_norms=given
+        )
+        before, after = clipping.global_norm(grads), clipping.global_norm(clipped)
+        assert float(stats["grad_norm_before_clip"]) == pytest.approx(float(before), rel=1e-5)
+        assert float(stats["grad_norm_after_clip"]) == pytest.approx(float(after), rel=1e-5)
+        assert float(after) < float(before)
+
+
 def test_no_clipping_still_measures():
     variables = make_variables()
     grads = [tf.fill(v.shape, 2.0) for v in variables]
