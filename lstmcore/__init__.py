@@ -18,7 +18,17 @@ _EXPORTS = {
     "format_findings": "lstmcore.diagnosis",
     "LSTM": "lstmcore.layers",
 }
-_MODULES = ("clipping", "schedules", "data", "layers", "kernels", "models", "diagnosis", "probes")
+_MODULES = (
+    "clipping",
+    "schedules",
+    "optimizers",
+    "data",
+    "layers",
+    "kernels",
+    "models",
+    "diagnosis",
+    "probes",
+)
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import clipping, faults, monitor, probes, runs, schedules
+from lstmcore import clipping, faults, monitor, optimizers, probes, runs, schedules
 from lstmcore import writer as writer_lib
 from lstmcore.diagnosis import format_findings
 from lstmcore.history import STEP_KEYS, History, HistoryBuilder
@@ -28,6 +28,8 @@ from lstmcore.step import make_eval_step, make_multi_step, make_train_step
 from lstmcore.writer import RunWriter, drop_events_after
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+# Same algorithms as Keras's, with a fused per-variable update (lstmcore.optimizers).
+FUSED_OPTIMIZERS = {"adam": optimizers.Adam, "adamw": optimizers.AdamW}
 ON_NONFINITE = ("stop", "restore")
 
 
@@ -53,6 +55,8 @@ def _make_optimizer(optimizer, learning_rate):
         raise ValueError(
             f"optimizer must be one of {OPTIMIZERS} or a Keras optimizer; got {optimizer!r}"
         )
+    if optimizer.lower() in FUSED_OPTIMIZERS:
+        return FUSED_OPTIMIZERS[optimizer.lower()](learning_rate=learning_rate)
     return keras.optimizers.get(
         {"class_name": optimizer.lower(), "config": {"learning_rate": learning_rate}}
     )
