@@ -12,6 +12,8 @@ Adam (1e-3). The implementations (:data:`IMPLEMENTATIONS`, a table of builders):
 - ``*(x8)``: the same step run 8 times per call of the compiled function (``lstmcore.train``'s
   ``steps_per_execution=8``; for the bare step, a ``tf.range`` loop as Keras's
   ``steps_per_execution``); times are per optimizer step,
+- ``*+fused_adam``: with ``lstmcore.optimizers.Adam`` (what ``lstmcore.train`` uses for
+  ``optimizer="adam"``) instead of Keras's Adam, which every other row uses,
 - the layers: ``lstmcore.LSTM`` with ``kernel="auto"`` (cuDNN with a GPU, the CPU kernel
   without), ``keras.LSTM`` (cuDNN with a GPU, Keras's generic kernel without),
   ``keras.LSTM(use_cudnn=False)`` (GPU runs only: on a CPU it is ``keras.LSTM``),
@@ -67,6 +69,7 @@ class Implementation:
     devices: tuple[str, ...]
     expects_cudnn_on_gpu: bool
     steps_per_execution: int = 1  # optimizer steps per call of the compiled function
+    fused_adam: bool = False  # lstmcore.optimizers.Adam (what train uses) instead of Keras's
 
 
 IMPLEMENTATIONS = [
@@ -78,6 +81,15 @@ IMPLEMENTATIONS = [
         "lstmcore_step(x8)+lstmcore.LSTM", "lstmcore", "lstmcore-auto", ("cpu", "gpu"), True, 8
     ),
     Implementation("bare_step(x8)+lstmcore.LSTM", "bare", "lstmcore-auto", ("cpu", "gpu"), True, 8),
+    Implementation(
+        "lstmcore_step(x8)+lstmcore.LSTM+fused_adam",
+        "lstmcore",
+        "lstmcore-auto",
+        ("cpu", "gpu"),
+        True,
+        8,
+        fused_adam=True,
+    ),
     Implementation("lstmcore_step+keras.LSTM", "lstmcore", "keras", ("cpu", "gpu"), True),
     Implementation("bare_step+keras.LSTM", "bare", "keras", ("cpu", "gpu"), True),
     Implementation(
@@ -134,7 +146,7 @@ def build_step(implementation: Implementation, problem: dict):
     import keras
     import tensorflow as tf
 
-    from lstmcore import cudnn_report
+    from lstmcore import cudnn_report, optimizers
     from lstmcore.step import make_multi_step, make_train_step
 
     keras.utils.set_random_seed(0)
@@ -152,7 +164,7 @@ def build_step(implementation: Implementation, problem: dict):
         )
     inputs, targets = make_data(problem)
     iterator = iter(tf.data.Dataset.from_tensors((inputs, targets)).repeat())
-    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer = (optimizers.Adam if implementation.fused_adam else keras.optimizers.Adam)(1e-3)
     optimizer.build(model.trainable_variables)
     count = implementation.steps_per_execution
     if implementation.step == "lstmcore":
@@ -359,7 +371,8 @@ def measure(
         seconds = timing["seconds"]
         impl = next((i for i in implementations if i.name == impl_name), None)
         logging_cost = None
-        if impl is not None and impl.step == "lstmcore":
+        if impl is not None and impl.step == "lstmcore" and not impl.fused_adam:
+            # Same layer, optimizer and steps per call: the difference is what lstmcore adds.
             bare = bare_of[(impl.layer, impl.steps_per_execution)]
             logging_cost = seconds / timings[bare]["seconds"]
         rows.append(
