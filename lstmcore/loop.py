@@ -27,9 +27,11 @@ from lstmcore.kernel_report import cudnn_report
 from lstmcore.step import make_eval_step, make_multi_step, make_train_step
 from lstmcore.writer import RunWriter, drop_events_after
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
-# Same algorithms as Keras's, with a fused per-variable update (lstmcore.optimizers).
-FUSED_OPTIMIZERS = {"adam": optimizers.Adam, "adamw": optimizers.AdamW}
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam", "fused_adam", "fused_adamw")
+# Keras's Adam and AdamW with a fused per-variable update (lstmcore.optimizers). Not the
+# default: on 2 CPU cores it gains nothing measurable inside a whole step (see
+# benchmarks/results/throughput_cpu2core.md); it is meant for large models.
+FUSED_OPTIMIZERS = {"fused_adam": optimizers.Adam, "fused_adamw": optimizers.AdamW}
 ON_NONFINITE = ("stop", "restore")
 
 
@@ -515,8 +517,7 @@ def train(
                     ):
                         raise
                     state["restores"] += 1
-                    checkpoints.restore_latest()
-                    lr_scale.assign(lr_scale * 0.5)
+                    _restore_and_halve_learning_rate(checkpoints, optimizer, lr_scale, progress)
                     step_now = int(optimizer.iterations.numpy())
                     state["consecutive"], state["first_skip"] = 0, None
                     if progress:
@@ -569,6 +570,30 @@ def train(
                     "diagnosis/after_training", report, int(optimizer.iterations.numpy())
                 )
     return history
+
+
+def _restore_and_halve_learning_rate(checkpoints, optimizer, lr_scale, progress) -> None:
+    """Reloads the latest checkpoint and halves the learning rate in force before it.
+
+    Half of the lower of the rate before and the restored rate: restoring the same checkpoint
+    twice halves twice. lstmcore's own optimizers scale their schedule through ``lr_scale``;
+    a user's optimizer with a constant rate has that rate halved; one with its own schedule
+    cannot be changed here, which is said.
+    """
+    own_rate = getattr(optimizer, "_learning_rate", None)
+    constant = isinstance(own_rate, (tf.Variable, keras.Variable))
+    scale_before = float(lr_scale.numpy())
+    rate_before = float(np.asarray(own_rate)) if constant else None
+    checkpoints.restore_latest()
+    lr_scale.assign(min(float(lr_scale.numpy()), scale_before) * 0.5)
+    if constant:
+        optimizer.learning_rate = min(float(np.asarray(own_rate)), rate_before) * 0.5
+    elif progress and own_rate is not None and not _uses_scale(optimizer):
+        print("lstmcore: the optimizer has its own learning-rate schedule; not halved")
+
+
+def _uses_scale(optimizer) -> bool:
+    return isinstance(getattr(optimizer, "_learning_rate", None), schedules.KerasSchedule)
 
 
 def _next_multiple(step: int, every: int) -> int:

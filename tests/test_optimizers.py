@@ -91,13 +91,24 @@ def test_optimizer_round_trips_through_keras_serialisation():
     assert again.get_config()["weight_decay"] == pytest.approx(0.05)
 
 
-def test_train_uses_the_fused_adam_by_name():
+@pytest.mark.parametrize("name, fused", [("fused_adam", True), ("adam", False)])
+def test_train_uses_the_fused_adam_only_when_named(monkeypatch, name, fused):
+    traced = []
+    original = optimizers._adam_values
+
+    def counting(*args):
+        traced.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(optimizers, "_adam_values", counting)
     history = lstmcore.train(
         make_model(),
         (np.zeros((8, 6, 3), np.float32), np.zeros((8, 2), np.float32)),
         steps=1,
+        optimizer=name,
         logdir=None,
         progress=False,
         check=False,
     )
-    assert history.params["optimizer"] == "Adam"
+    assert len(history["loss"]) == 1
+    assert bool(traced) == fused

@@ -216,7 +216,10 @@ def test_persistent_nan_ends_with_an_error_naming_step_and_cause():
         )
 
 
-def test_restore_mode_reloads_the_last_checkpoint_and_halves_the_learning_rate(tmp_path):
+@pytest.mark.parametrize("own_optimizer", [False, True], ids=["adam", "keras-adam-instance"])
+def test_restore_mode_reloads_the_last_checkpoint_and_halves_the_learning_rate(
+    tmp_path, own_optimizer
+):
     x, y = small_data()
     calls = tf.Variable(0)
 
@@ -233,6 +236,7 @@ def test_restore_mode_reloads_the_last_checkpoint_and_halves_the_learning_rate(t
         steps=12,
         batch_size=8,
         learning_rate=0.01,
+        optimizer=keras.optimizers.Adam(0.01) if own_optimizer else "adam",
         loss=loss,
         on_nonfinite="restore",
         max_consecutive_skips=3,
