@@ -79,8 +79,7 @@ def _backward_loop(d_h_seq, d_h_last, d_c_last, recurrent_kernel, c0, c_seq, z_s
       dh_{t−1} = dz Rᵀ,  dc_{t−1} = dcx ⊙ f
     The gates and factors are recomputed from z inside the loop: measured faster than
     computing all steps' factors in bulk first (one less `[T, B, 4H]` round trip through
-    memory). On masked steps
-    dz is zero and dh, dc pass through unchanged.
+    memory). On masked steps dz is zero and dh, dc pass through unchanged.
 
     Args:
       d_h_seq: `[T, B, H]` gradient of the loss with respect to each step's output.
@@ -212,8 +211,8 @@ def cpu_lstm(
     the loop does only `h R` and the elementwise cell. The backward pass is hand-written
     (`tf.custom_gradient`): a reverse loop produces each step's pre-activation gradient dz_t,
     and then the weight gradients (dR = H_{t−1}ᵀ dZ, dW = Xᵀ dZ, db = Σ dZ) are one matrix
-    product over all steps, as cuDNN does, and dX = dZ Wᵀ another. Masks follow Keras (states carried through masked
-    steps). The gradient is first-order only.
+    product over all steps, as cuDNN does, and dX = dZ Wᵀ another. Masks follow Keras (states
+    carried through masked steps). The gradient is first-order only.
 
     Args:
       inputs: `[B, T, F]` input sequences (T ≥ 1).
