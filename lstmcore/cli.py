@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run named by --run-name (or the newest)"
     )
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--steps-per-execution",
+        type=_positive_int,
+        default=1,
+        help="optimizer steps per call of the compiled step (faster for small models)",
+    )
     train.add_argument("--no-progress", action="store_true")
 
     diagnose = commands.add_parser(
@@ -173,6 +179,7 @@ def _train_command(args) -> int:
         decay=args.decay,
         clip=None if args.clip == "none" else args.clip,
         clip_norm=args.clip_norm,
+        steps_per_execution=args.steps_per_execution,
         logdir=args.logdir,
         run_name=args.run_name,
         resume=args.resume,

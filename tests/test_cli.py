@@ -5,6 +5,7 @@ import sys
 import numpy as np
 
 from lstmcore import cli
+from lstmcore.diagnosis import read_scalars
 
 
 def write_csv(path, rows=400):
@@ -36,6 +37,8 @@ def test_train_on_a_csv_saves_a_model_that_loads(tmp_path, capsys):
             str(tmp_path / "runs"),
             "--run-name",
             "r",
+            "--steps-per-execution",
+            "4",
             "--no-progress",
         ]
     )
@@ -47,6 +50,9 @@ def test_train_on_a_csv_saves_a_model_that_loads(tmp_path, capsys):
     model = keras.saving.load_model(tmp_path / "runs" / "r" / "model.keras")
     assert model.predict(np.zeros((1, 12, 2), np.float32), verbose=0).shape == (1, 1)
     assert (tmp_path / "runs" / "r" / "data_report.json").exists()
+    # Calls of 4 and 2 steps: every step is in TensorBoard.
+    steps, _ = read_scalars(str(tmp_path / "runs" / "r"))["train/loss"]
+    np.testing.assert_array_equal(steps, np.arange(6))
 
 
 def test_a_missing_column_prints_one_line_and_exits_2(tmp_path):
