@@ -190,6 +190,10 @@ def build_step(implementation: Implementation, problem: dict):
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
+    if count == 1:
+        bare_step = tf.function(one_bare_step)
+        return (lambda: bare_step(iterator)), kernel
+
     @tf.function
     def bare_steps(iterator):
         # As Keras's steps_per_execution: a loop of steps in one call; the last loss returned.

@@ -56,7 +56,7 @@ def clip_by_global_norm(
     """
     if norm is None:
         norm = global_norm(grads)
-    scale = tf.minimum(1.0, max_norm / tf.maximum(norm, 1e-30))
+    scale = _scale(norm, max_norm)
     return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads], norm
 
 
@@ -83,7 +83,7 @@ def clip_by_per_variable_norm(
             norms.append(tf.constant(0.0))
             continue
         norm = tf.norm(tf.cast(g, tf.float32)) if known is None else known[index]
-        scale = tf.minimum(1.0, max_norm / tf.maximum(norm, 1e-30))
+        scale = _scale(norm, max_norm)
         clipped.append(g * tf.cast(scale, g.dtype))
         norms.append(norm)
     return clipped, norms
@@ -278,7 +278,7 @@ def clip_gradients(
             norm = _root_of_sum([squared_norms[i] for i in indices])
             new, _ = clip_by_global_norm(part, threshold, norm=norm)
             flags.append(norm > threshold)
-            scale = tf.minimum(1.0, threshold / tf.maximum(norm, 1e-30))
+            scale = _scale(norm, threshold)
             for i in indices:
                 if squared_norms[i] is not None:
                     after_squares[i] = squared_norms[i] * tf.square(scale)
@@ -290,7 +290,7 @@ def clip_gradients(
             flags.append(tf.reduce_any(tf.stack(norms) > threshold))
             for i, norm in zip(indices, norms):
                 if squared_norms[i] is not None:
-                    scale = tf.minimum(1.0, threshold / tf.maximum(norm, 1e-30))
+                    scale = _scale(norm, threshold)
                     after_squares[i] = squared_norms[i] * tf.square(scale)
         elif method == "value":
             new = clip_by_value(part, threshold)
@@ -312,6 +312,11 @@ def clip_gradients(
         "grad_norm_after_clip": _root_of_sum(after_squares),
         "clipped": tf.cast(any_clipped, tf.float32),
     }
+
+
+def _scale(norm: tf.Tensor, max_norm: float) -> tf.Tensor:
+    """The factor that brings a tensor of norm ``norm`` down to at most ``max_norm``."""
+    return tf.minimum(1.0, max_norm / tf.maximum(norm, 1e-30))
 
 
 def _root_of_sum(squares: Sequence[tf.Tensor | None]) -> tf.Tensor:
