@@ -22,7 +22,7 @@ setup(
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16,<3"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "hypothesis>=6"],
         "plot": ["matplotlib"],
     },
     entry_points={"console_scripts": ["lstmcore=lstmcore.cli:main"]},

@@ -2,7 +2,9 @@
 
 Arrays are checked in full (rank, length, dtype, finiteness, with the index of the first bad
 value) because a NaN that reaches the optimizer costs a run. A ``tf.data.Dataset`` is checked
-through its ``element_spec`` and cardinality; its values are guarded inside the step instead.
+through its ``element_spec``, cardinality and first batch; its values are guarded inside the
+step instead, and a batch whose shape (past the batch axis) differs from the first batch's
+stops the run at that batch, before its step is applied (:func:`shape_change_message`).
 
 Accepted casts: integer inputs or targets become float32; targets of shape ``[N]`` become
 ``[N, 1]`` for a model with one output. Nothing else is converted silently.
@@ -10,10 +12,13 @@ Accepted casts: integer inputs or targets become float32; targets of shape ``[N]
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
+SHAPE_CHANGE = "lstmcore-shape-change: "
 
 
 @dataclass
@@ -24,6 +29,8 @@ class PreparedData:
     num_samples: int | None  # None when the dataset's size is unknown.
     batches_per_epoch: int | None
     input_shape: tuple  # (T, F), None where unknown.
+    first_batch: tuple  # (inputs, targets) of the first batch, as float32 tensors.
+    from_dataset: bool = False  # a tf.data.Dataset given by the user (not arrays).
 
 
 def _describe(value) -> str:
@@ -61,6 +68,17 @@ def check_array(value, *, name: str, min_rank: int, max_rank: int) -> np.ndarray
     if array.dtype == bool:
         raise ValueError(
             f"{name} has dtype bool; convert it to float32 explicitly if 0/1 values are meant"
+        )
+    if array.dtype.kind == "c":
+        raise ValueError(
+            f"{name} has dtype {array.dtype} (complex numbers); casting would drop the imaginary "
+            "part. Pass real float or integer values (e.g. the real and imaginary parts as two "
+            "features)"
+        )
+    if array.dtype.kind in "mM":
+        raise ValueError(
+            f"{name} has dtype {array.dtype} (dates or durations); convert them to numbers "
+            "first (e.g. seconds since the start, or calendar features)"
         )
     if not min_rank <= array.ndim <= max_rank:
         expected = {
@@ -169,7 +187,8 @@ def prepare(
         lambda i: (tf.gather(inputs_tensor, i), tf.gather(targets_tensor, i)),
     )
     dataset = dataset.prefetch(2)
-    return PreparedData(dataset, count, -(-count // batch_size), tuple(inputs.shape[1:]))
+    first = (tf.constant(inputs[:batch_size]), tf.constant(targets[:batch_size]))
+    return PreparedData(dataset, count, -(-count // batch_size), tuple(inputs.shape[1:]), first)
 
 
 def _prepare_dataset(dataset: tf.data.Dataset, *, name: str, repeat: bool) -> PreparedData:
@@ -184,6 +203,11 @@ def _prepare_dataset(dataset: tf.data.Dataset, *, name: str, repeat: bool) -> Pr
             )
         if part_spec.dtype == tf.string or part_spec.dtype == tf.bool:
             raise ValueError(f"{name} {part} must be numeric; got dtype {part_spec.dtype.name}")
+        if not (part_spec.dtype.is_floating or part_spec.dtype.is_integer):
+            raise ValueError(
+                f"{name} {part} must be real float or integer values; got dtype "
+                f"{part_spec.dtype.name} (complex values lose their imaginary part in a cast)"
+            )
     if input_spec.shape.rank is not None and input_spec.shape.rank != 3:
         raise ValueError(
             f"{name} inputs must be batches of shape [batch, time, features]; got element shape "
@@ -194,9 +218,75 @@ def _prepare_dataset(dataset: tf.data.Dataset, *, name: str, repeat: bool) -> Pr
         raise ValueError(f"{name} is an empty dataset; it must yield at least one batch")
     if cardinality == tf.data.INFINITE_CARDINALITY and not repeat:
         raise ValueError(f"{name} is infinite; an evaluation pass needs a finite dataset")
+    first = next(iter(dataset.take(1)), None)
+    if first is None:
+        raise ValueError(f"{name} yielded no batch; it must yield at least one (inputs, targets)")
+    if first[0].shape.rank != 3:
+        raise ValueError(
+            f"{name} inputs must be batches of shape [batch, time, features]; the first batch "
+            f"has shape {tuple(first[0].shape)} (did you forget .batch(...)?)"
+        )
+    first = (tf.cast(first[0], tf.float32), tf.cast(first[1], tf.float32))
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)))
     if repeat and cardinality != tf.data.INFINITE_CARDINALITY:
         dataset = dataset.repeat()
+    if not all(
+        spec.shape.rank is not None and spec.shape[1:].is_fully_defined()
+        for spec in (input_spec, target_spec)
+    ):
+        dataset = _pin_shapes(dataset, name, first)
     dataset = dataset.prefetch(2)
     known = cardinality if cardinality > 0 else None
-    return PreparedData(dataset, None, known, tuple(input_spec.shape[1:]))
+    return PreparedData(dataset, None, known, tuple(first[0].shape[1:]), first, from_dataset=True)
+
+
+def _pin_shapes(dataset: tf.data.Dataset, name: str, first) -> tf.data.Dataset:
+    """Fails the pipeline at the first batch whose shape past the batch axis differs from ``first``.
+
+    MSE broadcasts targets ``[B, 3]`` against predictions ``[B, 1]`` and an LSTM takes any number
+    of time steps, so such a batch would train silently. The check runs in the input pipeline
+    (no host sync); the step that would have used the batch fails at ``next(iterator)``, before
+    anything is applied, and :func:`shape_change_message` turns the error into the message.
+    """
+    expected = [tf.constant(part.shape[1:], tf.int64) for part in first]
+
+    def check(index, batch):
+        asserts = []
+        for field, value, want in zip(("inputs", "targets"), batch, expected):
+            actual = tf.shape(value, out_type=tf.int64)
+            same = tf.cond(
+                tf.size(actual) == tf.size(want) + 1,
+                lambda a=actual, w=want: tf.reduce_all(tf.equal(a[1:], w)),
+                lambda: tf.constant(False),
+            )
+            message = tf.strings.format(
+                SHAPE_CHANGE
+                + "{} batch {} (0-based; the run's step of the same number): "
+                + field
+                + " of shape ({}) but the first batch's "
+                + field
+                + " have shape (batch, {})",
+                (
+                    name,
+                    index,
+                    tf.strings.reduce_join(tf.strings.as_string(actual), separator=", "),
+                    tf.strings.reduce_join(tf.strings.as_string(want), separator=", "),
+                ),
+            )
+            asserts.append(tf.debugging.Assert(same, [message]))
+        with tf.control_dependencies(asserts):
+            return tuple(tf.identity(value) for value in batch)
+
+    return dataset.enumerate().map(check)
+
+
+def shape_change_message(error: tf.errors.OpError) -> str | None:
+    """The message of a batch that failed :func:`_pin_shapes`, or None for any other error."""
+    found = re.search(re.escape(SHAPE_CHANGE) + r"([^\]\n]*\))", str(error))
+    if found is None:
+        return None
+    return (
+        found.group(1)
+        + ". The batch was not applied. Every batch must have the first batch's shape past the "
+        "batch axis: fix the data pipeline (pad or cut to one length, one target width)"
+    )

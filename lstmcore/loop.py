@@ -10,6 +10,7 @@ policy run at step boundaries.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -22,7 +23,7 @@ from lstmcore import clipping, faults, monitor, optimizers, probes, runs, schedu
 from lstmcore import writer as writer_lib
 from lstmcore.diagnosis import format_findings
 from lstmcore.history import STEP_KEYS, History, HistoryBuilder
-from lstmcore.inputs import prepare
+from lstmcore.inputs import prepare, shape_change_message
 from lstmcore.kernel_report import cudnn_report
 from lstmcore.step import make_eval_step, make_multi_step, make_train_step
 from lstmcore.writer import RunWriter, drop_events_after
@@ -72,6 +73,7 @@ def _model_signature(model) -> dict:
     }
 
 
+@runs.releases_run_locks
 def train(
     model: keras.Model,
     data,
@@ -159,7 +161,9 @@ def train(
       checkpoint_every: steps between checkpoints (default: as ``validate_every``).
       keep_checkpoints: how many checkpoints to keep.
       resume: continue the run named ``run_name`` (or the newest run in ``logdir``) from its
-        latest checkpoint; its configuration must match.
+        latest checkpoint; its configuration must match. A run with no checkpoint to restore
+        is an error naming what is missing, never a fresh start (that is ``resume=False``).
+        One run directory has one writer at a time: a second ``train`` on it is refused.
       strategy: a ``tf.distribute`` strategy; gradients are aggregated across replicas before
         they are clipped.
       progress: show a progress bar.
@@ -169,8 +173,9 @@ def train(
         and no checkpoint is written from there on.
       max_consecutive_skips: non-finite steps in a row before ``on_nonfinite`` acts.
       on_nonfinite: ``"stop"`` (raise ``NonFiniteError`` naming the step, batch and what was
-        not finite) or ``"restore"`` (reload the last checkpoint and halve the learning rate,
-        at most three times).
+        not finite) or ``"restore"`` (reload the last checkpoint and halve the learning rate;
+        skip past the batches instead when their data is not finite or they fail again after
+        a restore; at most three recoveries, then the error lists them). Needs a ``logdir``.
       hparams: extra hyperparameters to record in TensorBoard's HParams.
       data_report: what produced the data (``lstmcore.data.WindowedData.to_dict()``: split
         boundaries, scaler statistics, window counts). Saved with the run, part of its
@@ -207,6 +212,17 @@ def train(
         probe_every = _positive_int("probe_every", probe_every, allow_none=True)
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}; got {on_nonfinite!r}")
+    if on_nonfinite == "restore" and logdir is None:
+        raise ValueError(
+            "on_nonfinite='restore' reloads a checkpoint, and logdir=None writes none; pass a "
+            "logdir, or on_nonfinite='stop'"
+        )
+    if seed is not None and (
+        isinstance(seed, bool)
+        or not isinstance(seed, (int, np.integer))
+        or not -(2**63) <= int(seed) < 2**63
+    ):
+        raise ValueError(f"seed must be None or an integer that fits in 64 bits; got {seed!r}")
     if (
         isinstance(learning_rate, bool)
         or not isinstance(learning_rate, (int, float))
@@ -215,7 +231,7 @@ def train(
         raise ValueError(f"learning_rate must be a finite number > 0; got {learning_rate!r}")
     clipping.check_clip_options(clip, clip_norm, clip_groups)
     if logdir is not None:
-        logdir = os.fspath(logdir)
+        logdir = os.path.expanduser(os.fspath(logdir))
         runs.check_logdir(logdir)
     elif resume:
         raise ValueError("resume=True needs a logdir to find the run in; got logdir=None")
@@ -284,11 +300,15 @@ def train(
             optimizer,
             lr_schedule if not isinstance(optimizer, keras.optimizers.Optimizer) else None,
         )
-    _build_and_check(model, train_data, loss_fn)
+    _build_and_check(model, train_data, loss_fn, name="data")
+    if val_data is not None:
+        _build_and_check(model, val_data, loss_fn, name="validation_data")
     with strategy.scope():
         optimizer.build(model.trainable_variables)
     if not model.trainable_variables:
         raise ValueError("model has no trainable variables; nothing to train")
+    if clip is not None and clip_groups:
+        _check_clip_groups_match(model.trainable_variables, clip_groups)
 
     config = {
         "model": _model_signature(model),
@@ -309,8 +329,6 @@ def train(
     run_dir, resuming = (None, False)
     if logdir is not None:
         run_dir, resuming = runs.choose_run_dir(logdir, run_name, config, resume)
-        if resume and not resuming and progress:
-            print(f"lstmcore: no run to resume in {logdir!r}; starting {run_dir}")
 
     train_arrays = monitor.as_arrays(data)
     validation_arrays = None if validation_data is None else monitor.as_arrays(validation_data)
@@ -340,10 +358,22 @@ def train(
     kernels = [k.to_dict() for k in cudnn_report(model)]
     checkpoints = writer = None
     if run_dir is not None:
-        os.makedirs(run_dir, exist_ok=True)
-        runs.write_manifest(run_dir, config)
-        if data_report is not None:
-            runs.write_json(os.path.join(run_dir, "data_report.json"), data_report)
+        if train_data.from_dataset:
+            runs.check_iterator_checkpointable(iterator, name="data")
+        if resuming:
+            took_over = runs.RunLock(run_dir).acquire()
+        else:
+            os.makedirs(logdir, exist_ok=True)
+            try:
+                os.mkdir(run_dir)  # atomic: of two runs starting under one name, one gets it
+            except FileExistsError:
+                raise ValueError(
+                    f"run directory {run_dir!r} was just created by another process; choose "
+                    "another run_name"
+                ) from None
+            took_over = runs.RunLock(run_dir).acquire()
+        if took_over and progress:
+            print(f"lstmcore: {run_dir}: {took_over}")
         checkpoints = runs.Checkpoints(
             os.path.join(run_dir, "checkpoints"),
             keep_checkpoints,
@@ -353,13 +383,14 @@ def train(
             lr_scale=lr_scale,
             seeds=monitor.seed_states(model),
         )
-        checkpoints.remove_stale_temporaries()
         if resuming:
-            checkpoints.check_pointer()
-        if resuming and checkpoints.latest:
-            restored = checkpoints.restore_latest()
+            restored = checkpoints.resume()
             if progress:
                 print(f"lstmcore: resumed {restored} at step {int(optimizer.iterations.numpy())}")
+        checkpoints.remove_stale_temporaries()
+        runs.write_manifest(run_dir, config)
+        if data_report is not None:
+            runs.write_json(os.path.join(run_dir, "data_report.json"), data_report)
     start_step = int(optimizer.iterations.numpy())
     if resuming:
         drop_events_after(
@@ -414,9 +445,9 @@ def train(
         "last_step": start_step,
         "consecutive": 0,
         "first_skip": None,
-        "restores": 0,
         "pending_steps": 0,
     }
+    policy = faults.NonFinitePolicy(on_nonfinite, skip_nonfinite=skip_nonfinite, progress=progress)
     stop_requested = {"signal": None}
 
     def on_sigterm(signum, frame):
@@ -446,7 +477,7 @@ def train(
                 axis=1,
             )
             writer.write_scalars(values["step"][rows], table[rows])
-        faults.check_consecutive_skips(values, state, max_consecutive_skips)
+        faults.check_consecutive_skips(values, state, max_consecutive_skips, policy)
         now = time.monotonic()
         last_step = int(values["step"][-1]) + 1
         flush_times.append((last_step, time.perf_counter() - started))
@@ -469,10 +500,11 @@ def train(
         if val_data is None:
             return
         total = count = 0.0
-        for inputs, targets in val_data.dataset:
-            batch_total, batch_count = eval_step(inputs, targets)
-            total += float(batch_total)
-            count += float(batch_count)
+        with _data_errors():
+            for inputs, targets in val_data.dataset:
+                batch_total, batch_count = eval_step(inputs, targets)
+                total += float(batch_total)
+                count += float(batch_count)
         val_loss = total / max(count, 1.0)
         builder.add_validation(step_now, val_loss)
         if writer is not None:
@@ -493,53 +525,46 @@ def train(
                 if probe_logger is not None:
                     events.append(_next_multiple(step_now, probe_every))
                 count = min(steps_per_execution, min(events) - step_now)
-            try:
+            with _data_errors():
                 if train_steps is None:
                     pending.append(train_step(iterator))
                 else:
                     pending.append(train_steps(iterator, tf.constant(count, tf.int32)))
-            except tf.errors.OutOfRangeError:
-                raise ValueError("data yielded no batch; it must not be empty") from None
             step_now += count
             state["pending_steps"] += count
-            if (
-                state["pending_steps"] >= flush_every
-                or time.monotonic() - state["last_flush"] >= 1.0
-            ):
-                try:
+            try:
+                # Any flush may find the non-finite run (periodic, validation, checkpoint, end).
+                if (
+                    state["pending_steps"] >= flush_every
+                    or time.monotonic() - state["last_flush"] >= 1.0
+                ):
                     flush()
-                except faults.NonFiniteError:
-                    if (
-                        on_nonfinite == "stop"
-                        or checkpoints is None
-                        or checkpoints.latest is None
-                        or state["restores"] >= 3
-                    ):
-                        raise
-                    state["restores"] += 1
-                    _restore_and_halve_learning_rate(checkpoints, optimizer, lr_scale, progress)
-                    step_now = int(optimizer.iterations.numpy())
-                    state["consecutive"], state["first_skip"] = 0, None
-                    if progress:
-                        print(
-                            f"\nlstmcore: non-finite steps; restored step {step_now}, learning rate halved"
-                        )
-                    continue
-            boundary = step_now == steps
-            if probe_logger is not None and (step_now % probe_every == 0 or boundary):
-                probe_logger(step_now)
-            if step_now % validate_every == 0 or boundary:
-                flush()
-                validate(step_now)
-            if checkpoints is not None and (step_now % checkpoint_every == 0 or boundary):
-                flush()
-                faults.save_if_finite(checkpoints, step_now, model, optimizer)
-            if stop_requested["signal"] is not None and step_now < steps:
-                flush()
-                if checkpoints is not None:
+                boundary = step_now == steps
+                if probe_logger is not None and (step_now % probe_every == 0 or boundary):
+                    probe_logger(step_now)
+                if step_now % validate_every == 0 or boundary:
+                    flush()
+                    validate(step_now)
+                if checkpoints is not None and (step_now % checkpoint_every == 0 or boundary):
+                    flush()
                     faults.save_if_finite(checkpoints, step_now, model, optimizer)
-                stopped = f"stopped by signal {stop_requested['signal']} at step {step_now}; resume with resume=True"
-                break
+                if stop_requested["signal"] is not None and step_now < steps:
+                    flush()
+                    if checkpoints is not None:
+                        faults.save_if_finite(checkpoints, step_now, model, optimizer)
+                    stopped = f"stopped by signal {stop_requested['signal']} at step {step_now}; resume with resume=True"
+                    break
+            except faults.NonFiniteError as error:
+                policy.restore(
+                    error,
+                    checkpoints,
+                    lambda: _restore_and_halve_learning_rate(
+                        checkpoints, optimizer, lr_scale, progress
+                    ),
+                )
+                pending.clear()
+                step_now = int(optimizer.iterations.numpy())
+                state["pending_steps"], state["consecutive"], state["first_skip"] = 0, 0, None
         flush()
     finally:
         runs.restore_sigterm(previous_handler)
@@ -572,7 +597,7 @@ def train(
     return history
 
 
-def _restore_and_halve_learning_rate(checkpoints, optimizer, lr_scale, progress) -> None:
+def _restore_and_halve_learning_rate(checkpoints, optimizer, lr_scale, progress) -> str:
     """Reloads the latest checkpoint and halves the learning rate in force before it.
 
     Half of the lower of the rate before and the restored rate: restoring the same checkpoint
@@ -584,12 +609,13 @@ def _restore_and_halve_learning_rate(checkpoints, optimizer, lr_scale, progress)
     constant = isinstance(own_rate, (tf.Variable, keras.Variable))
     scale_before = float(lr_scale.numpy())
     rate_before = float(np.asarray(own_rate)) if constant else None
-    checkpoints.restore_latest()
+    path = checkpoints.restore_latest()
     lr_scale.assign(min(float(lr_scale.numpy()), scale_before) * 0.5)
     if constant:
         optimizer.learning_rate = min(float(np.asarray(own_rate)), rate_before) * 0.5
     elif progress and own_rate is not None and not _uses_scale(optimizer):
         print("lstmcore: the optimizer has its own learning-rate schedule; not halved")
+    return path
 
 
 def _uses_scale(optimizer) -> bool:
@@ -600,14 +626,15 @@ def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
 
-def _build_and_check(model, train_data, loss_fn) -> None:
-    inputs, targets = next(iter(train_data.dataset.take(1)))
+def _build_and_check(model, prepared, loss_fn, *, name: str) -> None:
+    """Calls the model and the loss on two samples of the first batch of ``name``; raises if unfit."""
+    inputs, targets = prepared.first_batch
     declared = _declared_input_shape(model)
     if declared is not None:
-        for axis, name in ((1, "time steps"), (2, "features")):
+        for axis, what in ((1, "time steps"), (2, "features")):
             if declared[axis] is not None and inputs.shape[axis] != declared[axis]:
                 raise ValueError(
-                    f"data inputs have {inputs.shape[axis]} {name} per sample (shape "
+                    f"{name} inputs have {inputs.shape[axis]} {what} per sample (shape "
                     f"{tuple(inputs.shape)}) but the model's input expects {declared[axis]} "
                     f"(input shape {tuple(declared)}); reshape the data or rebuild the model"
                 )
@@ -616,15 +643,79 @@ def _build_and_check(model, train_data, loss_fn) -> None:
             predictions = model(inputs[:2], training=False)
     except Exception as error:  # noqa: BLE001 - the model's own message is the useful part
         raise ValueError(
-            f"model could not be called on inputs of shape {tuple(inputs.shape)} "
+            f"model could not be called on {name} inputs of shape {tuple(inputs.shape)} "
             f"[batch, time, features]: {error}"
         ) from None
+    if not isinstance(predictions, (tf.Tensor, np.ndarray)) and not keras.ops.is_tensor(
+        predictions
+    ):
+        count = len(predictions) if hasattr(predictions, "__len__") else "several"
+        raise ValueError(
+            f"model returns {count} outputs ({type(predictions).__name__}); train needs a model "
+            "with one output tensor [batch, ...]: join them (keras.layers.Concatenate) or "
+            "train one model per output"
+        )
     if tuple(predictions.shape[1:]) != tuple(targets.shape[1:]):
         raise ValueError(
-            f"targets have shape {tuple(targets.shape[1:])} per sample but the model predicts "
-            f"{tuple(predictions.shape[1:])}; they must match (targets of shape [N] are taken "
-            "as [N, 1])"
+            f"{name} targets have shape {tuple(targets.shape[1:])} per sample but the model "
+            f"predicts {tuple(predictions.shape[1:])}; they must match (targets of shape [N] are "
+            "taken as [N, 1])"
         )
+    _check_per_sample_loss(loss_fn, targets[:2], predictions)
+
+
+def _check_per_sample_loss(loss_fn, targets, predictions) -> None:
+    # Traced, not run: a loss with side effects (a call counter) is not called here.
+    try:
+        losses = (
+            tf.function(loss_fn, autograph=False)
+            .get_concrete_function(
+                tf.TensorSpec(targets.shape, targets.dtype),
+                tf.TensorSpec(predictions.shape, predictions.dtype),
+            )
+            .structured_outputs
+        )
+    except Exception as error:  # noqa: BLE001 - the loss's own message is the useful part
+        raise ValueError(
+            f"loss could not be called as loss(targets, predictions) with targets of shape "
+            f"{tuple(targets.shape)} and predictions of shape {tuple(predictions.shape)}: "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else repr(error)}"
+        ) from None
+    shape = getattr(losses, "shape", None)
+    batch = predictions.shape[0]
+    if shape is None or shape.rank == 0 or shape[0] not in (None, batch):
+        raise ValueError(
+            f"loss must return one value per sample, shape [batch]; for a batch of {batch} it "
+            f"returned shape {None if shape is None else tuple(shape)}. A mean over the batch "
+            "would scale the loss and the gradients by 1/batch. Pass a loss name ('mse'), a "
+            "per-sample function (keras.losses.mean_squared_error) or a keras.losses.Loss "
+            "built with reduction=None"
+        )
+
+
+def _check_clip_groups_match(variables, clip_groups: dict) -> None:
+    matched = {pattern for pattern, _, _ in clipping.group_variables(variables, clip_groups)}
+    empty = [pattern for pattern in clip_groups if pattern not in matched]
+    if empty:
+        paths = ", ".join(getattr(v, "path", v.name) for v in variables)
+        raise ValueError(
+            f"clip_groups pattern(s) {empty} match no trainable variable (or only ones an "
+            f"earlier pattern took); patterns are searched in the variable paths: {paths}"
+        )
+
+
+@contextlib.contextmanager
+def _data_errors():
+    """Turns a batch that failed the shape check of :mod:`lstmcore.inputs` into a ValueError."""
+    try:
+        yield
+    except tf.errors.OutOfRangeError:
+        raise ValueError("data yielded no batch; it must not be empty") from None
+    except tf.errors.InvalidArgumentError as error:
+        message = shape_change_message(error)
+        if message is None:
+            raise
+        raise ValueError(message) from None
 
 
 def _declared_input_shape(model):
