@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 EXIT_USAGE = 2
+# Optimizer steps when neither --steps nor --epochs is given (NeuralForecast's max_steps).
+DEFAULT_STEPS = 1000
+TARGET_MODES = ("level", "change", "window_norm")
+DEFAULT_TARGET_MODE = "window_norm"
 BENCHMARKS = (
     "throughput",
     "vanishing",
@@ -20,6 +25,7 @@ BENCHMARKS = (
     "preflight",
     "soak",
     "probe_cost",
+    "forecast",
 )
 
 
@@ -43,6 +49,40 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
+    return value
+
+
+def _season(text: str) -> int | str | None:
+    if text in ("auto", "none"):
+        return None if text == "none" else text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected a season length >= 2 rows, 'auto' or 'none'; got {text!r}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstmcore",
@@ -57,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--features",
         nargs="+",
         default=None,
-        help="input columns (default: all numeric columns but the time column)",
+        help="input columns (default: the target column(s) alone, as forecasting libraries do)",
     )
     train.add_argument(
         "--time-column", default=None, help="a column of increasing times (numbers or ISO dates)"
@@ -68,16 +108,62 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("error", "drop", "ffill", "interpolate"),
         help="what to do with empty cells",
     )
-    train.add_argument("--window", type=_positive_int, default=48, help="input steps per window")
+    train.add_argument(
+        "--window",
+        type=_positive_int,
+        default=None,
+        help="input steps per window (default: 48, or twice the season when longer, capped so "
+        "that one window and its horizon fill at most half of the smallest split)",
+    )
     train.add_argument("--horizon", type=_positive_int, default=1, help="steps ahead to forecast")
+    train.add_argument(
+        "--splits",
+        type=_fraction,
+        nargs=3,
+        default=[0.7, 0.15, 0.15],
+        metavar=("TRAIN", "VALIDATION", "TEST"),
+        help="fractions of the rows, in time order (default 0.7 0.15 0.15)",
+    )
+    train.add_argument(
+        "--gap",
+        type=_non_negative_int,
+        default=None,
+        help="window positions skipped between splits (default and minimum: window + horizon - 1)",
+    )
+    train.add_argument(
+        "--normalize",
+        default="train",
+        choices=("train", "none"),
+        help="scale every column with training-split statistics (default) or feed raw values",
+    )
+    train.add_argument(
+        "--target-mode",
+        default=DEFAULT_TARGET_MODE,
+        choices=TARGET_MODES,
+        help="what the network predicts: the level, the change from the last value, or each "
+        f"window scaled by its own statistics (default {DEFAULT_TARGET_MODE}; measured in "
+        "benchmarks/results/forecast_cpu2core.md)",
+    )
+    train.add_argument(
+        "--season",
+        type=_season,
+        default="auto",
+        help="season length in rows for the seasonal naive baseline: a number, 'auto' (detect "
+        "from the training rows, the default) or 'none'",
+    )
     train.add_argument("--units", type=_positive_int, default=64)
     train.add_argument("--layers", type=_positive_int, default=1)
-    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help=f"passes over the training windows (default: {DEFAULT_STEPS} optimizer steps)",
+    )
     train.add_argument(
         "--steps",
         type=_positive_int,
         default=None,
-        help="total optimizer steps (overrides --epochs)",
+        help=f"total optimizer steps (overrides --epochs; default {DEFAULT_STEPS})",
     )
     train.add_argument("--batch-size", type=_positive_int, default=64)
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
@@ -108,15 +194,56 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true")
 
     diagnose = commands.add_parser(
-        "diagnose", help="say why a finished run trained badly (from its TensorBoard logs)"
+        "diagnose",
+        help="say why a model trains badly: a finished run (its TensorBoard logs), or a saved "
+        "model on data (--model with --data or --csv)",
     )
     diagnose.add_argument(
-        "logdir", help="a run directory, or a log directory (its newest run is read)"
+        "logdir",
+        nargs="?",
+        default=None,
+        help="a run directory, or a log directory (its newest run is read)",
+    )
+    diagnose.add_argument(
+        "--model", help="a saved Keras model (.keras), loaded with safe_mode=True"
+    )
+    diagnose.add_argument(
+        "--data",
+        help="an .npz file with arrays inputs [N, T, F] and targets (or x and y), optionally "
+        "validation_inputs and validation_targets",
+    )
+    diagnose.add_argument("--csv", help="a CSV series, cut into windows as `lstmcore train` does")
+    diagnose.add_argument("--target", nargs="+", help="with --csv: the column(s) to forecast")
+    diagnose.add_argument(
+        "--features",
+        nargs="+",
+        default=None,
+        help="with --csv: input columns (default: the targets when the model reads as many "
+        "features, else every numeric column but the time column)",
+    )
+    diagnose.add_argument("--time-column", default=None)
+    diagnose.add_argument(
+        "--missing", default="error", choices=("error", "drop", "ffill", "interpolate")
+    )
+    diagnose.add_argument(
+        "--window",
+        type=_positive_int,
+        default=None,
+        help="with --csv: input steps per window (default: the model's input steps)",
+    )
+    diagnose.add_argument("--horizon", type=_positive_int, default=1)
+    diagnose.add_argument(
+        "--splits", type=float, nargs=3, default=[0.7, 0.15, 0.15], metavar=("TRAIN", "VAL", "TEST")
+    )
+    diagnose.add_argument("--gap", type=int, default=None)
+    diagnose.add_argument("--normalize", default="train", choices=("train", "none"))
+    diagnose.add_argument(
+        "--loss", default=None, help="the training loss (default: the saved one, else mse)"
     )
 
     bench = commands.add_parser(
         "bench",
-        help="run a benchmark: throughput, vanishing, overhead, cpu_kernel, windowing, preflight, soak",
+        help="run a benchmark: " + ", ".join(BENCHMARKS),
         description="Runs python -m benchmarks.NAME with the arguments that follow (see NAME --help).",
     )
     bench.add_argument("name", choices=BENCHMARKS)
@@ -137,41 +264,78 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_command(args) -> int:
+    import json
+
     import keras
 
     import lstmcore
-    from lstmcore import data, models
+    from lstmcore import baselines, data, models
 
     series = data.read_csv(
         args.csv,
         target=args.target,
-        features=args.features,
+        features=args.target if args.features is None else args.features,
         time_column=args.time_column,
         missing=args.missing,
     )
+    target_column = series.columns.index(series.target_columns[0])
+    season = args.season
+    if season == "auto":
+        train_rows = int(args.splits[0] * len(series.values))
+        season = baselines.detect_season(
+            series.values[:train_rows, target_column], max_lag=data.MAX_AUTO_SEASON
+        )
+    window = args.window
+    if window is None:
+        window = data.default_input_steps(
+            len(series.values), horizon=args.horizon, splits=args.splits, season=season
+        )
     windowed = data.windows(
         series,
-        input_steps=args.window,
+        input_steps=window,
         horizon=args.horizon,
+        splits=args.splits,
+        gap=args.gap,
+        normalize=None if args.normalize == "none" else "train",
         batch_size=args.batch_size,
         seed=args.seed,
+        season=season,
     )
+    report = windowed.to_dict()
+    report["target_mode"] = args.target_mode
+    target_features = baselines.target_feature_indices(report)
+    if args.target_mode != "level" and target_features is None:
+        raise ValueError(
+            f"--target-mode {args.target_mode} reads each target's past from the window, but "
+            f"--features {' '.join(report['feature_columns'])} leaves out a --target column; add "
+            f"it to --features or use --target-mode level"
+        )
     keras.utils.set_random_seed(args.seed)
-    inputs, targets = windowed.arrays("train")
+    train_inputs, train_targets = windowed.arrays("train")
     model = models.forecaster(
-        args.window,
-        inputs.shape[-1],
-        int(targets[0].size),
+        window,
+        train_inputs.shape[-1],
+        int(train_targets[0].size),
         units=args.units,
         layers=args.layers,
         seed=args.seed,
+        target_mode=args.target_mode,
+        target_features=target_features,
+        horizon=args.horizon,
     )
+    if not args.no_progress:
+        print(
+            f"lstmcore: {len(series.values)} rows; window {window}"
+            f"{'' if args.window else ' (default rule, see --window)'}, horizon {args.horizon}, "
+            f"season {season or 'none'}, target mode {args.target_mode}; windows "
+            + ", ".join(f"{k} {v['windows']}" for k, v in report["splits"].items())
+        )
     history = lstmcore.train(
         model,
-        windowed.arrays("train"),
+        (train_inputs, train_targets),
         validation_data=windowed.arrays("validation"),
         epochs=args.epochs,
-        steps=args.steps,
+        steps=args.steps if args.steps or args.epochs else DEFAULT_STEPS,
         batch_size=args.batch_size,
         seed=args.seed,
         learning_rate=args.learning_rate,
@@ -184,18 +348,142 @@ def _train_command(args) -> int:
         run_name=args.run_name,
         resume=args.resume,
         progress=not args.no_progress,
-        data_report=windowed.to_dict(),
+        data_report=report,
     )
     model_path = os.path.join(history.run_dir, "model.keras")
     model.save(model_path)
+    test = baselines.score(
+        model, *windowed.arrays("test"), "mse", data_report=report, train_targets=train_targets
+    )
+    scores = {"validation": history.baselines, "test": test}
+    with open(os.path.join(history.run_dir, "forecast_report.json"), "w") as handle:
+        json.dump({"window": window, "season": season, "target_mode": args.target_mode, **scores},
+                  handle, indent=2, default=float)
     val = history["val_loss"]
     print(
         f"final training loss {history.final_loss:.4g}"
         + (f", validation loss {val[-1]:.4g}" if len(val) else "")
     )
-    print(f"model saved to {model_path}")
+    print(f"model saved to {model_path} (load it after `import lstmcore`)")
     print(f"TensorBoard: tensorboard --logdir {args.logdir}")
+    for split, result in scores.items():
+        print(baselines.skill_line(split, result))
+    warning = baselines.verdict("test", test)
+    if warning:
+        print(warning)
     return 0
+
+
+# Python argument spellings in messages from lstmcore.data, as the flags that set them.
+_FLAG_NAMES = (
+    (re.compile(r"read_csv\(\.\.\., missing='([a-z|']+)'\)"), r"--missing \1"),
+    (re.compile(r"missing='(\w+)'"), r"--missing \1"),
+    (re.compile(r"\binput_steps/horizon\b"), "--window/--horizon"),
+    (re.compile(r"\binput_steps\b"), "--window"),
+    (re.compile(r"\bsplits=|\bsplits:"), "--splits "),
+    (re.compile(r"\bgap=None\b"), "no --gap"),
+    (re.compile(r"\bgap\b"), "--gap"),
+)
+
+
+def _as_flags(message: str) -> str:
+    for pattern, flag in _FLAG_NAMES:
+        message = pattern.sub(flag, message)
+    return message.replace("'|'", "|")
+
+
+def _diagnose_command(args) -> int:
+    given = [flag for flag in ("data", "csv") if getattr(args, flag) is not None]
+    if args.model is None:
+        if args.logdir is None or given:
+            raise ValueError(
+                "diagnose needs a run (a logdir) or --model with --data or --csv; got "
+                + (f"--{given[0]} without --model" if given else "neither")
+            )
+        from lstmcore import diagnosis
+
+        run_dir = diagnosis.find_run_dir(args.logdir)
+        print(f"run: {run_dir}")
+        print(diagnosis.format_findings(diagnosis.diagnose(logdir=run_dir)))
+        return 0
+    if args.logdir is not None or len(given) != 1:
+        raise ValueError(
+            "--model needs exactly one of --data FILE.npz or --csv FILE (and no logdir); got "
+            + (", ".join(f"--{flag}" for flag in given) or "neither")
+            + (f" and logdir {args.logdir!r}" if args.logdir is not None else "")
+        )
+    if args.csv is not None and not args.target:
+        raise ValueError("--csv needs --target COLUMN [COLUMN ...]")
+    source = args.data if args.data is not None else args.csv
+    for flag, path in (("--model", args.model), (f"--{given[0]}", source)):
+        if not os.path.isfile(path):
+            raise ValueError(f"{flag} {path!r} does not exist or is not a file")
+
+    from lstmcore import diagnosis
+    from lstmcore import keras as lstmcore_keras
+
+    model = lstmcore_keras.load_model(args.model)
+    data, validation = (
+        _npz_windows(args.data) if args.data is not None else (_csv_windows(args, model), None)
+    )
+    lstmcore_keras.check_model_on_data(
+        model, data if args.data is not None else data.arrays("train"), name=f"--{given[0]}"
+    )
+    loss = args.loss or getattr(model, "loss", None) or "mse"
+    print(
+        f"model: {args.model} ({model.count_params()} parameters); "
+        f"loss: {getattr(loss, 'name', None) or loss}"
+    )
+    findings = diagnosis.diagnose(model=model, data=data, validation_data=validation, loss=loss)
+    print(diagnosis.format_findings(findings))
+    return 0
+
+
+def _npz_windows(path):
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as arrays:
+        names = set(arrays.files)
+        for inputs, targets in (("inputs", "targets"), ("x", "y")):
+            if {inputs, targets} <= names:
+                break
+        else:
+            raise ValueError(
+                f"--data {path!r} must hold arrays 'inputs' and 'targets' (or 'x' and 'y'); it "
+                f"holds {sorted(names)}"
+            )
+        data = (arrays[inputs], arrays[targets])
+        validation = None
+        if {"validation_inputs", "validation_targets"} <= names:
+            validation = (arrays["validation_inputs"], arrays["validation_targets"])
+    return data, validation
+
+
+def _csv_windows(args, model):
+    from lstmcore import data
+
+    shape = model.inputs[0].shape if getattr(model, "inputs", None) else None
+    features = args.features
+    if features is None and shape is not None and shape[-1] == len(args.target):
+        features = args.target
+    series = data.read_csv(
+        args.csv,
+        target=args.target,
+        features=features,
+        time_column=args.time_column,
+        missing=args.missing,
+    )
+    window = args.window or (shape[1] if shape is not None else None)
+    if window is None:
+        raise ValueError("the model does not declare its input steps; pass --window")
+    return data.windows(
+        series,
+        input_steps=int(window),
+        horizon=args.horizon,
+        splits=args.splits,
+        gap=args.gap,
+        normalize=None if args.normalize == "none" else "train",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +493,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         if args.command == "train":
-            return _train_command(args)
+            try:
+                return _train_command(args)
+            except ValueError as error:
+                raise ValueError(_as_flags(str(error))) from None
         if args.command == "bench":
             import importlib
 
@@ -213,12 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(f"benchmarks.{args.name}").main(args.arguments)
             return 0
         if args.command == "diagnose":
-            from lstmcore import diagnosis
-
-            run_dir = diagnosis.find_run_dir(args.logdir)
-            print(f"run: {run_dir}")
-            print(diagnosis.format_findings(diagnosis.diagnose(logdir=run_dir)))
-            return 0
+            return _diagnose_command(args)
         if args.command == "demo":
             from lstmcore import demo
 

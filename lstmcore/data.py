@@ -46,6 +46,7 @@ SPLIT_NAMES = ("train", "validation", "test")
 MISSING_POLICIES = ("error", "drop", "ffill", "interpolate")
 # Cells that read_csv treats as missing (compared after strip() and lower()).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+MAX_AUTO_SEASON = 400  # the longest season windows(season="auto") looks for, in rows
 
 ColumnRef = int | str
 
@@ -366,6 +367,7 @@ def windows(
     batch_size: int = 32,
     shuffle_train: bool = True,
     seed: int = 0,
+    season: int | str | None = None,
 ) -> WindowedData:
     """Cuts a series into chronological train / validation / test windows that cannot leak.
 
@@ -403,6 +405,10 @@ def windows(
         shuffle_train: Whether to shuffle the training windows, reshuffled each epoch.
         seed: Seed of the training shuffle; the same seed gives the same order in every run
             (TensorFlow's global seed, when one is set, also enters it).
+        season: The season length in rows (e.g. 12 for monthly data with a yearly cycle),
+            for the seasonal naive baseline (`lstmcore.baselines`); "auto" detects it from
+            the training rows of the first target column (`baselines.detect_season`, up to
+            400 rows; None if no clear season); None means no season.
 
     Returns:
         A `WindowedData` whose `report` holds: `num_rows`, `input_steps`, `horizon`,
@@ -411,7 +417,7 @@ def windows(
         (`Scaler.to_dict()` or None), `splits` (per split: `fraction`, `rows` as a
         `[start, end)` pair of row indices, `windows`, `first_window_start`,
         `last_window_start`, and `time` as `[first, last]` strings when the series has time
-        stamps) and `source` (the `Series` report, if any).
+        stamps), `season` (rows, or None) and `source` (the `Series` report, if any).
 
     Raises:
         ValueError: If an argument is out of range, a column does not exist, the values are
@@ -433,6 +439,8 @@ def windows(
             f"inputs); got gap={gap}. Leave gap=None for the smallest safe gap."
         )
     fractions = _check_splits(splits)
+    if not (season is None or season == "auto"):
+        season = _check_int(season, "season", minimum=2)
     num_rows = values.shape[0]
     if num_rows < window_rows:
         raise ValueError(
@@ -460,6 +468,12 @@ def windows(
         starts[name] = np.arange(start, end - window_rows + 1, stride, dtype=np.int64)
 
     train_start, train_end = bounds[0]
+    if season == "auto":
+        from lstmcore import baselines
+
+        season = baselines.detect_season(
+            values[train_start:train_end, target_indices[0]], max_lag=MAX_AUTO_SEASON
+        )
     scaler = _make_scaler(normalize, values[train_start:train_end], columns)
     scaled = values if scaler is None else scaler.transform(values)
     scaled = np.ascontiguousarray(scaled, dtype=np.float32)
@@ -508,6 +522,7 @@ def windows(
         "normalize": _normalize_name(normalize),
         "scaler": None if scaler is None else scaler.to_dict(),
         "splits": split_reports,
+        "season": season,
         "source": copy.deepcopy(source),
     }
     _log_report(report)
@@ -522,6 +537,47 @@ def windows(
         _target_indices=np.asarray(target_indices, dtype=np.int64),
         _starts=starts,
     )
+
+
+def default_input_steps(
+    num_rows: int,
+    *,
+    horizon: int = 1,
+    splits: Sequence[float] = (0.7, 0.15, 0.15),
+    season: int | None = None,
+    preferred: int = 48,
+) -> int:
+    """A window length that suits the series: what `lstmcore train` uses without `--window`.
+
+    The rule: `preferred` steps (48), or twice the season when that is longer, so the window
+    sees two cycles; capped so that one window and its horizon fill at most half of the
+    smallest split (`input_steps + horizon <= smallest split rows / 2`), which leaves every
+    split at least half its rows' worth of windows; at least 2.
+
+    Args:
+      num_rows: rows in the series.
+      horizon: steps ahead to forecast.
+      splits: the (train, validation, test) fractions.
+      season: the season length in rows, or None.
+      preferred: the window when the series is long enough.
+
+    Returns:
+      The window length in steps.
+
+    Raises:
+      ValueError: If the smallest split is too short for a window of 2 steps and the horizon.
+    """
+    fractions = _check_splits(splits)
+    smallest = math.floor(min(fractions) * num_rows)
+    limit = smallest // 2 - horizon
+    if limit < 2:
+        raise ValueError(
+            f"the smallest split holds {smallest} of the {num_rows} rows, too few for a window "
+            f"of 2 steps and a horizon of {horizon} in half of it; use a longer series, "
+            f"larger validation/test fractions or a shorter horizon"
+        )
+    wanted = max(preferred, 2 * season) if season else preferred
+    return int(min(wanted, limit))
 
 
 def inference_windows(

@@ -39,6 +39,9 @@ class History:
         scalars ``[P]``, profiles over time steps ``[P, T]``, and ``seconds [P]`` (their cost).
       findings: the diagnosis (:mod:`lstmcore.diagnosis`) before and after training, as dicts
         (code, title, cause, evidence, fix, score), highest score first in each part.
+      baselines: the model's loss against the naive forecasts on the held-out windows
+        (:func:`lstmcore.baselines.score`): ``model``, ``persistence``, ``seasonal_naive``,
+        ``mean``, ``ratios`` (model / baseline: below 1 beats it), ``split``, ``notes``.
     """
 
     history: dict[str, np.ndarray] = field(default_factory=dict)
@@ -51,6 +54,7 @@ class History:
     flush_times: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     probes: dict[str, np.ndarray] = field(default_factory=dict)
     findings: list[dict] = field(default_factory=list)
+    baselines: dict = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.history[key]

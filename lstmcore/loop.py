@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import clipping, faults, monitor, optimizers, probes, runs, schedules
+from lstmcore import baselines, clipping, faults, monitor, optimizers, probes, runs, schedules
 from lstmcore import writer as writer_lib
 from lstmcore.diagnosis import format_findings
 from lstmcore.history import STEP_KEYS, History, HistoryBuilder
@@ -404,7 +404,8 @@ def train(
         writer = RunWriter(run_dir, tags)
         if not resuming:
             writer.write_hparams(
-                {**_flat_hparams(config), **(hparams or {})}, ["train/loss", "val/loss"]
+                {**_flat_hparams(config), **(hparams or {})},
+                ["train/loss", "val/loss", *baselines.HPARAM_TAGS],
             )
             writer.write_layout(writer_lib.layout(series))
             writer.write_text("kernels", writer_lib.kernels_markdown(kernels), step=0)
@@ -594,6 +595,17 @@ def train(
                 text_writer.write_text(
                     "diagnosis/after_training", report, int(optimizer.iterations.numpy())
                 )
+    if stopped is None and len(history["loss"]):
+        history.baselines = baselines.report_after_training(
+            model,
+            loss,
+            train_arrays=train_arrays,
+            validation_arrays=validation_arrays,
+            data_report=data_report,
+            run_dir=run_dir,
+            step=int(optimizer.iterations.numpy()),
+            progress=progress,
+        )
     return history
 
 

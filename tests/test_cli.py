@@ -48,7 +48,8 @@ def test_train_on_a_csv_saves_a_model_that_loads(tmp_path, capsys):
     import keras
 
     model = keras.saving.load_model(tmp_path / "runs" / "r" / "model.keras")
-    assert model.predict(np.zeros((1, 12, 2), np.float32), verbose=0).shape == (1, 1)
+    # The default features are the target column alone.
+    assert model.predict(np.zeros((1, 12, 1), np.float32), verbose=0).shape == (1, 1)
     assert (tmp_path / "runs" / "r" / "data_report.json").exists()
     # Calls of 4 and 2 steps: every step is in TensorBoard.
     steps, _ = read_scalars(str(tmp_path / "runs" / "r"))["train/loss"]
