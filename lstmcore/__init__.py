@@ -28,6 +28,7 @@ _MODULES = (
     "models",
     "diagnosis",
     "probes",
+    "keras",
 )
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
