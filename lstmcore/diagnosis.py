@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import math
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.compat.proto import event_pb2
 
 from lstmcore import probes as probes_lib
+from lstmcore import runs as runs_lib
+from lstmcore import writer as writer_lib
 
 # Thresholds (docs/diagnosis.md explains each).
 SCALE_LIMIT = 10.0  # |mean| or std of a feature above this: not normalised
@@ -757,12 +757,12 @@ def find_run_dir(logdir: str) -> str:
     Raises:
       ValueError: when no event files are found.
     """
-    if glob.glob(os.path.join(logdir, "events.out.tfevents.*")):
+    if glob.glob(os.path.join(glob.escape(logdir), "events.out.tfevents.*")):
         return logdir
     runs = [
         d
-        for d in glob.glob(os.path.join(logdir, "*"))
-        if glob.glob(os.path.join(d, "events.out.tfevents.*"))
+        for d in glob.glob(os.path.join(glob.escape(logdir), "*"))
+        if glob.glob(os.path.join(glob.escape(d), "events.out.tfevents.*"))
     ]
     if not runs:
         raise ValueError(
@@ -775,15 +775,16 @@ def find_run_dir(logdir: str) -> str:
 def read_scalars(run_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every scalar in a run's event files: `{tag: (steps [n], values [n])}`, sorted by step."""
     series: dict[str, dict[int, float]] = {}
-    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
-        for record in tf.data.TFRecordDataset(path):
-            event = event_pb2.Event.FromString(record.numpy())
+    for path in sorted(glob.glob(os.path.join(glob.escape(run_dir), "events.out.tfevents.*"))):
+        for event in writer_lib.read_events(path):  # capped: the file may not be lstmcore's
             for value in event.summary.value:
                 if value.HasField("simple_value"):
                     number = value.simple_value
-                elif value.HasField("tensor") and value.tensor.dtype in (
-                    tf.float32.as_datatype_enum,
-                    tf.float64.as_datatype_enum,
+                elif (
+                    value.HasField("tensor")
+                    and value.tensor.dtype
+                    in (tf.float32.as_datatype_enum, tf.float64.as_datatype_enum)
+                    and writer_lib.tensor_elements(value.tensor) == 1
                 ):
                     array = tf.make_ndarray(value.tensor)
                     if array.size != 1:
@@ -818,11 +819,8 @@ def _history_from_run(run_dir: str) -> tuple[dict, dict, dict]:
         for tag, (_, values) in scalars.items()
         if tag.startswith("probe/")
     }
-    params = {}
-    manifest = os.path.join(run_dir, "lstmcore_run.json")
-    if os.path.exists(manifest):
-        with open(manifest, encoding="utf-8") as f:
-            params = json.load(f).get("config", {})
+    manifest = runs_lib.read_manifest(run_dir)  # ValueError naming the file when damaged
+    params = manifest["config"] if manifest is not None else {}
     return history, params, probes
 
 

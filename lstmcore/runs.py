@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -351,10 +352,10 @@ def check_iterator_checkpointable(iterator, *, name: str) -> None:
     try:
         tf.train.Checkpoint(iterator=iterator).write(f"{folder}/check")
     except (tf.errors.FailedPreconditionError, tf.errors.UnimplementedError) as error:
-        reason = str(error).strip().splitlines()[-1].split("]")[-1].strip() or str(error)
+        reason = re.sub(r"\{\{.*?\}\}\s*", "", error.message).split(" [Op:")[0].strip()
         raise ValueError(
             f"{name} is a tf.data pipeline whose position cannot be saved in a checkpoint "
-            f"(TensorFlow: {reason.strip()!r}; Dataset.from_generator, py_function and "
+            f"(TensorFlow: {reason!r}; Dataset.from_generator, py_function and "
             "numpy_function hold Python state), so the run could not be resumed exactly. "
             "Pass the data as (inputs, targets) NumPy arrays (e.g. x, y = map(np.concatenate, "
             "zip(*dataset.as_numpy_iterator()))) or a dataset built from tensors "

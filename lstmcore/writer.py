@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 
 import numpy as np
 import tensorflow as tf
@@ -172,6 +173,55 @@ def drop_events_after(run_dir: str, step: int, per_step_tags: set[str]) -> int:
     for path in old_files:
         os.remove(path)
     return dropped
+
+
+MAX_RECORD_BYTES = 16 * 2**20  # an event lstmcore writes is a few kB; images stay far below
+MAX_TENSOR_ELEMENTS = 2**20
+
+
+def read_events(path: str, *, max_record_bytes: int = MAX_RECORD_BYTES):
+    """Yields the events of a TensorBoard event file, reading at most what the file holds.
+
+    A file lstmcore did not write is untrusted: its TFRecord framing (an 8-byte length, a
+    4-byte checksum of it, the record, a 4-byte checksum) is parsed here, a record that
+    claims more bytes than ``max_record_bytes`` is skipped unread, and the file ends at the
+    first record cut short (a run killed while writing), so reading never allocates more
+    than the file's size. Checksums are not verified.
+
+    Args:
+      path: the event file.
+      max_record_bytes: records longer than this are skipped.
+
+    Yields:
+      ``tensorboard.compat.proto.event_pb2.Event`` objects; records that do not parse are
+      skipped.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        while True:
+            header = f.read(12)
+            if len(header) < 12:
+                return
+            (length,) = struct.unpack("<Q", header[:8])
+            if length > size - f.tell() - 4:
+                return
+            if length > max_record_bytes:
+                f.seek(length + 4, os.SEEK_CUR)
+                continue
+            record = f.read(length)
+            f.read(4)
+            try:
+                yield event_pb2.Event.FromString(record)
+            except Exception:  # noqa: BLE001, S112 - a damaged record is skipped
+                continue
+
+
+def tensor_elements(tensor) -> int:
+    """The number of elements a ``TensorProto`` claims, read from its shape (not its data)."""
+    count = 1
+    for dim in tensor.tensor_shape.dim:
+        count *= max(int(dim.size), 0)
+    return count
 
 
 def _hparam_value(value):

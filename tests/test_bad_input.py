@@ -148,6 +148,108 @@ TRAIN_CASES = [
         {"resume": True, "logdir": None},
         "resume=True needs a logdir",
     ),
+    ("complex inputs", (X.astype(np.complex64), Y), {}, "data inputs has dtype complex64"),
+    (
+        "datetime64 targets",
+        (X, np.arange(N).astype("datetime64[D]")),
+        {},
+        r"data targets has dtype datetime64\[D\] \(dates or durations\)",
+    ),
+    (
+        "complex dataset",
+        tf.data.Dataset.from_tensor_slices((X.astype(np.complex64), Y)).batch(4),
+        {},
+        "data inputs must be real float or integer values; got dtype complex64",
+    ),
+    (
+        "a loss that returns a scalar",
+        (X, Y),
+        {"loss": lambda targets, predictions: tf.reduce_mean((targets - predictions) ** 2)},
+        (
+            r"loss must return one value per sample, shape \[batch\]; for a batch of 2 it "
+            r"returned shape \(\)"
+        ),
+    ),
+    (
+        "a Keras loss object that reduces",
+        (X, Y),
+        {"loss": keras.losses.MeanSquaredError()},
+        "loss must return one value per sample",
+    ),
+    (
+        "clip groups that match nothing",
+        (X, Y),
+        {"clip_groups": {"recurent_kernel": 0.5}},
+        r"clip_groups pattern\(s\) \['recurent_kernel'\] match no trainable variable",
+    ),
+    ("a string seed", (X, Y), {"seed": "abc"}, "seed must be None or an integer .*got 'abc'"),
+    ("a seed past 64 bits", (X, Y), {"seed": 2**70}, "seed must be None or an integer .*got 1180"),
+    (
+        "an empty generator",
+        tf.data.Dataset.from_generator(
+            lambda: iter(()),
+            output_signature=(tf.TensorSpec([None, T, F]), tf.TensorSpec([None, 1])),
+        ),
+        {},
+        "data yielded no batch",
+    ),
+    (
+        "a generator dataset with checkpoints",
+        tf.data.Dataset.from_generator(
+            lambda: iter([(X, Y)]),
+            output_signature=(tf.TensorSpec([None, T, F]), tf.TensorSpec([None, 1])),
+        ),
+        {},
+        (
+            "data is a tf.data pipeline whose position cannot be saved.*PyFunc is stateful.*"
+            "logdir=None"
+        ),
+    ),
+    (
+        "a py_function dataset with checkpoints",
+        tf.data.Dataset.from_tensor_slices((X, Y))
+        .batch(4)
+        .map(lambda x, y: (tf.py_function(lambda v: v, [x], tf.float32), y)),
+        {},
+        "cannot be saved in a checkpoint",
+    ),
+    ("a 300-character run name", (X, Y), {"run_name": "r" * 300}, "run_name is 300 bytes long"),
+    (
+        "restore without a logdir",
+        (X, Y),
+        {"on_nonfinite": "restore", "logdir": None},
+        "on_nonfinite='restore' reloads a checkpoint, and logdir=None writes none",
+    ),
+    (
+        "resume of a run that does not exist",
+        (X, Y),
+        {"resume": True, "run_name": "x"},
+        "no run 'x' in logdir .* to resume; to start it, pass resume=False",
+    ),
+    (
+        "validation inputs with the wrong feature count",
+        (X, Y),
+        {"validation_data": (X[..., :1], Y)},
+        "validation_data inputs have 1 features per sample",
+    ),
+    (
+        "validation inputs with the wrong number of steps",
+        (X, Y),
+        {"validation_data": (X[:, :4], Y)},
+        "validation_data inputs have 4 time steps",
+    ),
+    (
+        "validation targets too wide",
+        (X, Y),
+        {"validation_data": (X, np.zeros((N, 3), np.float32))},
+        r"validation_data targets have shape \(3,\) per sample",
+    ),
+    (
+        "validation data with NaN",
+        (X, Y),
+        {"validation_data": (with_value(X, (1, 2, 0), np.nan), Y)},
+        "validation_data inputs contain NaN at sample 1, step 2, feature 0",
+    ),
 ]
 
 
@@ -164,6 +266,38 @@ def test_train_refuses_bad_input_before_any_step_or_write(tmp_path, name, data_,
     assert not logdir.exists()
     for a, b in zip(before, net.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_with_two_outputs_is_refused_naming_the_count(tmp_path):
+    inputs = keras.Input((T, F))
+    hidden = keras.layers.LSTM(3)(inputs)
+    net = keras.Model(inputs, [keras.layers.Dense(1)(hidden), keras.layers.Dense(1)(hidden)])
+    with pytest.raises(ValueError, match=r"model returns 2 outputs \(list\); train needs a model"):
+        lstmcore.train(net, (X, Y), steps=1, logdir=str(tmp_path / "logs"), progress=False)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_validation_dataset_for_another_model_is_refused_before_any_write(tmp_path):
+    other = tf.data.Dataset.from_tensor_slices((X[..., :1], Y)).batch(4)
+    with pytest.raises(ValueError, match="validation_data inputs have 1 features"):
+        lstmcore.train(
+            model(),
+            (X, Y),
+            validation_data=other,
+            steps=1,
+            logdir=str(tmp_path / "logs"),
+            progress=False,
+        )
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_tilde_in_logdir_means_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    history = lstmcore.train(
+        model(), (X, Y), steps=1, logdir="~/runs", run_name="r", progress=False, check=False
+    )
+    assert history.run_dir == str(tmp_path / "runs" / "r")
+    assert not os.path.exists("~")
 
 
 def test_a_logdir_inside_a_file_is_refused(tmp_path):
