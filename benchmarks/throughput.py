@@ -141,12 +141,14 @@ def build_step(implementation: Implementation, problem: dict):
       on; ``kernel`` names the recurrent kernel that runs (from the layer's own report).
 
     Raises:
-      RuntimeError: on a GPU, when a layer meant to run on cuDNN does not.
+      RuntimeError: on a GPU, when a layer meant to run on cuDNN does not (read from the
+        traced step's graph: a CudnnRNNV3 op, in the function library too).
     """
     import keras
     import tensorflow as tf
 
     from lstmcore import cudnn_report, optimizers
+    from lstmcore.kernel_report import traces_cudnn
     from lstmcore.step import make_multi_step, make_train_step
 
     keras.utils.set_random_seed(0)
@@ -155,13 +157,6 @@ def build_step(implementation: Implementation, problem: dict):
         [keras.Input((problem["time"], problem["input"])), layer, keras.layers.Dense(1)]
     )
     (report,) = cudnn_report(model)
-    kernel = getattr(layer, "kernel_name", None) or (
-        "keras-cudnn" if report.uses_cudnn else "keras-generic"
-    )
-    if common.gpu_visible() and implementation.expects_cudnn_on_gpu and not report.uses_cudnn:
-        raise RuntimeError(
-            f"{implementation.name}: expected the cuDNN kernel on the GPU; {report.reason}"
-        )
     inputs, targets = make_data(problem)
     iterator = iter(tf.data.Dataset.from_tensors((inputs, targets)).repeat())
     optimizer = (optimizers.Adam if implementation.fused_adam else keras.optimizers.Adam)(1e-3)
@@ -177,32 +172,42 @@ def build_step(implementation: Implementation, problem: dict):
             clip_groups=None,
         )
         if count == 1:
-            return (lambda: step(iterator)), kernel
-        steps = make_multi_step(step)
-        return (lambda: steps(iterator, tf.constant(count))), kernel
-    loss_fn = keras.losses.MeanSquaredError()
-    variables = model.trainable_variables
+            function, args = step, (iterator,)
+        else:
+            function, args = make_multi_step(step), (iterator, tf.constant(count))
+    else:
+        loss_fn = keras.losses.MeanSquaredError()
+        variables = model.trainable_variables
 
-    def one_bare_step(iterator):
-        batch_inputs, batch_targets = next(iterator)
-        with tf.GradientTape() as tape:
-            loss = loss_fn(batch_targets, model(batch_inputs, training=True))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
+        def one_bare_step(iterator):
+            batch_inputs, batch_targets = next(iterator)
+            with tf.GradientTape() as tape:
+                loss = loss_fn(batch_targets, model(batch_inputs, training=True))
+            optimizer.apply(tape.gradient(loss, variables), variables)
+            return loss
 
-    if count == 1:
-        bare_step = tf.function(one_bare_step)
-        return (lambda: bare_step(iterator)), kernel
-
-    @tf.function
-    def bare_steps(iterator):
-        # As Keras's steps_per_execution: a loop of steps in one call; the last loss returned.
-        loss = one_bare_step(iterator)
-        for _ in tf.range(count - 1):
+        @tf.function
+        def bare_steps(iterator):
+            # As Keras's steps_per_execution: a loop of steps in one call; the last loss returned.
             loss = one_bare_step(iterator)
-        return loss
+            for _ in tf.range(count - 1):
+                loss = one_bare_step(iterator)
+            return loss
 
-    return (lambda: bare_steps(iterator)), kernel
+        function = tf.function(one_bare_step) if count == 1 else bare_steps
+        args = (iterator,)
+    # What runs is what the compiled step's graph holds (the multi-step loop keeps its body in
+    # the function library): tracing here is the trace the timed calls reuse.
+    ran_cudnn = traces_cudnn(function, *args)
+    kernel = getattr(layer, "kernel_name", None) or (
+        "keras-cudnn" if ran_cudnn else "keras-generic"
+    )
+    if common.gpu_visible() and implementation.expects_cudnn_on_gpu and not ran_cudnn:
+        raise RuntimeError(
+            f"{implementation.name}: expected the cuDNN kernel on the GPU, but the compiled "
+            f"step's graph has no CudnnRNNV3 op (layer report: {report.reason})"
+        )
+    return (lambda: function(*args)), kernel
 
 
 def torch_child(spec_json: str) -> None:
@@ -328,10 +333,21 @@ class TorchChild:
 
 
 def measure(
-    problem: dict, *, device: str, warmup: int, rounds: int, min_block: float, with_torch: bool
+    problem: dict,
+    *,
+    device: str,
+    warmup: int,
+    rounds: int,
+    min_block: float,
+    with_torch: bool,
+    names: list[str] | None = None,
 ) -> list[dict]:
-    """Times every implementation that runs on ``device`` on one problem; one row each."""
-    implementations = [impl for impl in IMPLEMENTATIONS if device in impl.devices]
+    """Times every implementation that runs on ``device`` (or those in ``names``); one row each."""
+    implementations = [
+        impl
+        for impl in IMPLEMENTATIONS
+        if device in impl.devices and (names is None or impl.name in names)
+    ]
     steps, kernels = {}, {}
     for impl in implementations:
         steps[impl.name], kernels[impl.name] = build_step(impl, problem)
@@ -375,9 +391,9 @@ def measure(
         seconds = timing["seconds"]
         impl = next((i for i in implementations if i.name == impl_name), None)
         logging_cost = None
-        if impl is not None and impl.step == "lstmcore" and not impl.fused_adam:
+        bare = None if impl is None else bare_of.get((impl.layer, impl.steps_per_execution))
+        if impl is not None and impl.step == "lstmcore" and not impl.fused_adam and bare:
             # Same layer, optimizer and steps per call: the difference is what lstmcore adds.
-            bare = bare_of[(impl.layer, impl.steps_per_execution)]
             logging_cost = seconds / timings[bare]["seconds"]
         rows.append(
             {
@@ -534,6 +550,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--no-torch", action="store_true", help="skip PyTorch even when it is installed"
     )
+    parser.add_argument(
+        "--implementations",
+        nargs="+",
+        default=None,
+        choices=[impl.name for impl in IMPLEMENTATIONS],
+        metavar="NAME",
+        help="time only these implementations (default: all that run on the device)",
+    )
     parser.add_argument("--warmup-steps", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument(
@@ -578,6 +602,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rounds=rounds,
             min_block=min_block,
             with_torch=with_torch,
+            names=args.implementations,
         )
         for row in problem_rows:
             row["share_of_peak_pct"] = _share(row, env)
@@ -592,8 +617,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 flush=True,
             )
         rows += problem_rows
+        # Rewritten after every problem: a run stopped by a time limit keeps what it measured.
+        common.write_jsonl(os.path.join(args.out, f"throughput_{tag}.jsonl"), rows)
     base = os.path.join(args.out, f"throughput_{tag}")
-    common.write_jsonl(base + ".jsonl", rows)
     if not write_plot(base + ".png", rows, env):
         notes.append("matplotlib is not importable: no plot written.")
     write_markdown(base + ".md", rows, env, notes)

@@ -10,6 +10,95 @@ from lstmcore import kernels
 KERNEL_CHOICES = ("auto", "reference", "cpu", "xla", "cudnn")
 
 
+def run_kernel(
+    kernel_name: str,
+    inputs,
+    kernel,
+    recurrent_kernel,
+    bias,
+    *,
+    initial_state=None,
+    mask=None,
+    go_backwards: bool = False,
+    return_sequences: bool = False,
+    zero_output_for_mask: bool = False,
+    reverse_real_steps: bool | None = None,
+):
+    """Runs a kernel with the semantics of Keras's RNN layer (`keras.src.backend.rnn`).
+
+    Keras's rules, which every kernel follows here:
+
+    - `go_backwards` reverses the time axis of the inputs and of the mask, and the outputs
+      come back in that reversed order; the final state is the state after the last real step
+      in that order.
+    - At a masked step the states are carried; the output repeats the previous output (zero
+      before the first real step), or is zero when `zero_output_for_mask` is set. With
+      `zero_output_for_mask`, the last output is zero too when the last step is masked.
+
+    cuDNN takes sequence lengths, so it needs right-padded masks. `tf.reverse` would turn a
+    right-padded mask into a left-padded one; instead (as Keras's cuDNN path does) the real part
+    of each row is reversed with `tf.reverse_sequence`, which keeps the mask right-padded, and
+    the outputs are put back into Keras's order afterwards. The two routes give the same
+    numbers; `reverse_real_steps` picks one (default: the second for the cudnn kernel only).
+
+    Args:
+      kernel_name: a name in `lstmcore.kernels.KERNELS`.
+      inputs: `[B, T, F]`, already in the compute dtype.
+      kernel, recurrent_kernel, bias: Keras-layout weights (`bias` may be None).
+      initial_state: None or `(h0, c0)`, each `[B, H]`.
+      mask: None or `[B, T]` bool.
+      go_backwards: process the sequence in reverse.
+      return_sequences: whether the `[B, T, H]` outputs are needed.
+      zero_output_for_mask: zeros instead of the repeated output at masked steps.
+      reverse_real_steps: None (per kernel), True (`tf.reverse_sequence`, needs a right-padded
+        mask) or False (`tf.reverse`).
+
+    Returns:
+      `(last_output [B, H], outputs, (h, c))`; `outputs` is `[B, T, H]` with
+      `return_sequences`, else `last_output` as `[B, 1, H]`.
+    """
+    kernel_fn = kernels.get_kernel(kernel_name)
+    if mask is not None:
+        mask = tf.cast(mask, tf.bool)
+    if reverse_real_steps is None:
+        reverse_real_steps = kernel_name == "cudnn"
+    lengths = None
+    if go_backwards and mask is not None and reverse_real_steps:
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+        inputs = tf.reverse_sequence(inputs, lengths, seq_axis=1, batch_axis=0)
+    elif go_backwards:
+        inputs = tf.reverse(inputs, axis=[1])
+        if mask is not None:
+            mask = tf.reverse(mask, axis=[1])
+    outputs, (h, c) = kernel_fn(
+        inputs,
+        kernel,
+        recurrent_kernel,
+        bias,
+        initial_state=None if initial_state is None else tuple(initial_state),
+        mask=mask,
+        return_sequences=return_sequences,
+    )
+    if lengths is not None:
+        # Back to Keras's frame: reversed time, so the padding now leads each row, and the
+        # outputs there precede every real step (zero in Keras, whatever the flag).
+        mask = tf.reverse(mask, axis=[1])
+        if return_sequences:
+            outputs = tf.reverse_sequence(outputs, lengths, seq_axis=1, batch_axis=0)
+            outputs = tf.reverse(outputs, axis=[1])
+            outputs = tf.where(mask[:, :, None], outputs, tf.zeros_like(outputs))
+    if return_sequences:
+        if zero_output_for_mask and mask is not None:
+            outputs = tf.where(mask[:, :, None], outputs, tf.zeros_like(outputs))
+        last_output = outputs[:, -1]
+    else:
+        last_output = outputs
+        if zero_output_for_mask and mask is not None:
+            last_output = tf.where(mask[:, -1:], last_output, tf.zeros_like(last_output))
+        outputs = last_output[:, None, :]
+    return last_output, outputs, (h, c)
+
+
 @keras.saving.register_keras_serializable(package="lstmcore")
 class LSTM(keras.layers.Layer):
     """Long Short-Term Memory layer with Keras's weights, on an interchangeable kernel.
@@ -18,7 +107,13 @@ class LSTM(keras.layers.Layer):
     the same variables (`kernel [F, 4H]`, `recurrent_kernel [H, 4H]`, `bias [4H]`, in that
     order), so `layer.set_weights(keras_lstm.get_weights())` copies a Keras LSTM exactly.
     The recurrence runs on one of `lstmcore.kernels`: with `kernel="auto"` it is "cudnn" when
-    a GPU is visible (and `go_backwards` is off), else "cpu". `kernel_name` says which one
+    a GPU is visible, else "cpu".
+
+    Masked steps follow Keras's documented rule on every kernel, cuDNN included: states are
+    carried, and the output repeats the previous one (zero before the first real step) unless
+    `zero_output_for_mask=True`, which writes zeros. Keras's own cuDNN path writes zeros at
+    padded steps whatever the flag; lstmcore does not, so one model gives the same outputs on
+    a CPU and a GPU. `kernel_name` says which one
     was used and `kernel_report()` why.
 
     Not supported (ValueError): activations other than tanh/sigmoid, `recurrent_dropout`,
@@ -43,6 +138,8 @@ class LSTM(keras.layers.Layer):
       go_backwards: process the sequence in reverse (outputs in reversed order, as Keras).
       stateful: must be False.
       unroll: must be False.
+      zero_output_for_mask: with a mask and `return_sequences`, zeros at masked steps instead
+        of the previous output (Keras's RNN argument; `Bidirectional` sets it).
       kernel: "auto", "reference", "cpu", "xla" or "cudnn".
       **kwargs: base-layer arguments (`name`, `dtype`, `trainable`).
     """
@@ -72,6 +169,7 @@ class LSTM(keras.layers.Layer):
         go_backwards: bool = False,
         stateful: bool = False,
         unroll: bool = False,
+        zero_output_for_mask: bool = False,
         kernel: str = "auto",
         **kwargs,
     ):
@@ -117,8 +215,12 @@ class LSTM(keras.layers.Layer):
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.go_backwards = go_backwards
+        self.zero_output_for_mask = zero_output_for_mask
         self.requested_kernel = kernel
         self.kernel_name, self._kernel_reason = self._choose_kernel(kernel)
+        # cuDNN's op cannot be compiled by XLA: Keras's `jit_compile="auto"` must see that, as
+        # it does for keras.layers.LSTM, or fit/predict on a GPU fail to compile.
+        self.supports_jit = self.kernel_name != "cudnn"
         self.supports_masking = True
         if self.dropout:
             self.seed_generator = keras.random.SeedGenerator(seed)
@@ -132,10 +234,8 @@ class LSTM(keras.layers.Layer):
             )
         if requested != "auto":
             return requested, f"kernel={requested!r} was requested"
-        if gpu and not self.go_backwards:
-            return "cudnn", "kernel='auto' and a GPU is visible"
         if gpu:
-            return "cpu", "kernel='auto', GPU visible but go_backwards reverses masks for cuDNN"
+            return "cudnn", "kernel='auto' and a GPU is visible"
         return "cpu", "kernel='auto' and no GPU is visible"
 
     def kernel_report(self) -> str:
@@ -182,26 +282,26 @@ class LSTM(keras.layers.Layer):
             )
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
+        inputs = tf.cast(inputs, self.compute_dtype)
         if self.dropout and training:
             keep = keras.random.dropout(
                 tf.ones_like(inputs[:, :1, :]), self.dropout, seed=self.seed_generator
             )
             inputs = inputs * keep
-        if mask is not None:
-            mask = tf.cast(mask, tf.bool)
-        if self.go_backwards:
-            inputs = tf.reverse(inputs, axis=[1])
-            if mask is not None:
-                mask = tf.reverse(mask, axis=[1])
-        outputs, (h, c) = kernels.get_kernel(self.kernel_name)(
+        _, outputs, (h, c) = run_kernel(
+            self.kernel_name,
             inputs,
             self.kernel,
             self.recurrent_kernel,
             self.bias,
-            initial_state=None if initial_state is None else tuple(initial_state),
+            initial_state=initial_state,
             mask=mask,
+            go_backwards=self.go_backwards,
             return_sequences=self.return_sequences,
+            zero_output_for_mask=self.zero_output_for_mask,
         )
+        if not self.return_sequences:
+            outputs = outputs[:, 0]
         if self.return_state:
             return [outputs, h, c]
         return outputs
@@ -244,6 +344,7 @@ class LSTM(keras.layers.Layer):
                 "return_sequences": self.return_sequences,
                 "return_state": self.return_state,
                 "go_backwards": self.go_backwards,
+                "zero_output_for_mask": self.zero_output_for_mask,
                 "kernel": self.requested_kernel,
             }
         )

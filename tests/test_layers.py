@@ -3,10 +3,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lstmcore.layers import LSTM
+from lstmcore.layers import LSTM, run_kernel
 
 GPU = bool(tf.config.list_physical_devices("GPU"))
 CPU_KERNELS = ["reference", "cpu", "xla"]
+
+
+@pytest.fixture(autouse=True)
+def exact_float32_matmuls():
+    # TF32 (the default for float32 matmuls on Ampere and later GPUs) would blur comparisons
+    # between kernels by ~1e-4; no effect on a CPU.
+    previous = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    yield
+    tf.config.experimental.enable_tensor_float_32_execution(previous)
 
 
 def data(batch=4, time=6, features=3, seed=0):
@@ -46,8 +56,13 @@ def test_outputs_and_states_match_keras_lstm(kernel, return_sequences, go_backwa
     inputs, _ = data()
     inputs[0, 4:] = 0.0
     inputs[2, 2:] = 0.0
-    options = dict(return_sequences=return_sequences, return_state=True, go_backwards=go_backwards)
-    theirs = keras.layers.LSTM(5, **options)
+    options = {
+        "return_sequences": return_sequences,
+        "return_state": True,
+        "go_backwards": go_backwards,
+    }
+    # Keras's generic kernel defines masked steps; its cuDNN path (on a GPU) writes zeros there.
+    theirs = keras.layers.LSTM(5, use_cudnn=False, **options)
     ours = LSTM(5, kernel=kernel, **options)
     theirs.build((None, 6, 3))
     ours.build((None, 6, 3))
@@ -65,7 +80,7 @@ def test_outputs_and_states_match_keras_lstm(kernel, return_sequences, go_backwa
 def test_adam_training_losses_match_keras_lstm(kernel, masking):
     inputs, targets = data()
     inputs[1, 3:] = 0.0
-    theirs = model_with(keras.layers.LSTM(5), masking=masking)
+    theirs = model_with(keras.layers.LSTM(5, use_cudnn=False), masking=masking)
     ours = model_with(LSTM(5, kernel=kernel), masking=masking)
     ours.set_weights(theirs.get_weights())
     losses = []
@@ -154,3 +169,59 @@ def test_initial_state_is_used():
         np.asarray(theirs(inputs, initial_state=state)),
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+def test_zero_output_for_mask_matches_keras(kernel, go_backwards):
+    inputs, _ = data()
+    mask = np.ones((4, 6), bool)
+    mask[0, 4:] = False
+    mask[2, 1:] = False
+    options = {"return_sequences": True, "zero_output_for_mask": True, "go_backwards": go_backwards}
+    theirs = keras.layers.LSTM(5, use_cudnn=False, **options)
+    ours = LSTM(5, kernel=kernel, **options)
+    theirs.build((None, 6, 3))
+    ours.build((None, 6, 3))
+    ours.set_weights(theirs.get_weights())
+    expected = np.asarray(theirs(inputs, mask=mask))
+    actual = np.asarray(ours(inputs, mask=mask))
+    np.testing.assert_allclose(actual, expected, atol=1e-6)
+    assert np.all(actual[0, 4:] == 0.0) if not go_backwards else np.all(actual[0, :2] == 0.0)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_go_backwards_reversing_real_steps_equals_reversing_time(
+    return_sequences, zero_output_for_mask
+):
+    # The cuDNN route (tf.reverse_sequence, mask stays right-padded) checked on the CPU with
+    # the reference kernel against the plain route (tf.reverse).
+    inputs, _ = data()
+    layer = LSTM(5, kernel="reference")
+    layer.build((None, 6, 3))
+    mask = tf.sequence_mask([4, 6, 1, 5], maxlen=6)
+    results = [
+        run_kernel(
+            "reference",
+            tf.constant(inputs),
+            layer.kernel,
+            layer.recurrent_kernel,
+            layer.bias,
+            mask=mask,
+            go_backwards=True,
+            return_sequences=return_sequences,
+            zero_output_for_mask=zero_output_for_mask,
+            reverse_real_steps=route,
+        )
+        for route in (False, True)
+    ]
+    for plain, real_steps in zip(tf.nest.flatten(results[0]), tf.nest.flatten(results[1])):
+        np.testing.assert_allclose(real_steps.numpy(), plain.numpy(), atol=1e-6)
+
+
+def test_cpu_kernels_leave_jit_compile_on_and_cudnn_turns_it_off(monkeypatch):
+    assert LSTM(3, kernel="cpu").supports_jit
+    monkeypatch.setattr("lstmcore.kernels.gpu_available", lambda: True)
+    assert not LSTM(3, kernel="cudnn").supports_jit
+    assert not LSTM(3).supports_jit
