@@ -62,6 +62,7 @@ def naive_forecasts(
     horizon: int = 1,
     season: int | None = None,
     train_targets: Any = None,
+    target_mode: str = "level",
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Predictions of each naive baseline for every window.
 
@@ -73,6 +74,10 @@ def naive_forecasts(
       season: the season length `m` in steps, or None.
       train_targets: `[N, horizon * C]` training targets for the mean; None uses `targets`'
         own mean (optimistic: it has seen the held-out values), which a note then says.
+      target_mode: the form of `inputs` and `targets` (`lstmcore.target_forms`). In
+        "change", the naive forecasts are expressed as changes from the last value (so
+        persistence is 0); "window_norm" windows need nothing, the form being affine per
+        window.
 
     Returns:
       `(predictions, notes)`: name -> `[W, horizon * C]` float32 for each baseline that could
@@ -110,6 +115,10 @@ def naive_forecasts(
             lags = [season * math.ceil(k / season) - k for k in range(1, horizon + 1)]
             columns = [x[:, steps - 1 - lag, target_features] for lag in lags]
             predictions["seasonal_naive"] = np.concatenate(columns, axis=1)
+    if target_mode == "change":
+        if "seasonal_naive" in predictions:
+            predictions["seasonal_naive"] -= predictions["persistence"]
+        predictions["persistence"] = np.zeros_like(predictions["persistence"])
     return predictions, notes
 
 
@@ -164,6 +173,7 @@ def score(
         horizon=horizon,
         season=season,
         train_targets=train_targets,
+        target_mode=report.get("target_mode", "level"),
     )
     result: dict[str, Any] = {
         "windows": int(len(y)),

@@ -380,7 +380,8 @@ _FLAG_NAMES = (
     (re.compile(r"missing='(\w+)'"), r"--missing \1"),
     (re.compile(r"\binput_steps/horizon\b"), "--window/--horizon"),
     (re.compile(r"\binput_steps\b"), "--window"),
-    (re.compile(r"\bsplits=|\bsplits:"), "--splits "),
+    (re.compile(r"\bsplits="), "--splits "),
+    (re.compile(r"^splits(:| must)"), r"--splits\1"),
     (re.compile(r"\bgap=None\b"), "no --gap"),
     (re.compile(r"\bgap\b"), "--gap"),
 )

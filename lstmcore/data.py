@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from lstmcore import target_forms
+
 logger = logging.getLogger("lstmcore.data")
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -270,7 +272,9 @@ class WindowedData:
     them directly. Element `k * C + c` of a target row is target column `c` at step
     `t + 1 + k` (k = 0 .. horizon - 1), where `t` is the last input step; reshape to
     `[B, horizon, C]` to get steps and columns apart. Inputs and targets are in the scaled
-    space when a scaler is in use.
+    space when a scaler is in use, and in the target form of `report["target_mode"]`
+    (`lstmcore.target_forms`): levels, changes from the last input value, or scaled by each
+    window's own statistics; `inverse_transform_targets` undoes both.
 
     Attributes:
         train: Training batches, shuffled each epoch (deterministically, from `seed`) unless
@@ -290,6 +294,7 @@ class WindowedData:
     _feature_indices: np.ndarray = dataclasses.field(repr=False)
     _target_indices: np.ndarray = dataclasses.field(repr=False)
     _starts: dict[str, np.ndarray] = dataclasses.field(repr=False)
+    _target_features: list[int] | None = dataclasses.field(repr=False, default=None)
 
     def window_starts(self, split: str) -> np.ndarray:
         """Row index of the first input step of every window of `split`, in time order.
@@ -307,29 +312,45 @@ class WindowedData:
 
         Returns:
             `(inputs [W, input_steps, F], targets [W, horizon * C])` float32, the same values
-            the dataset yields (the training dataset in shuffled order).
+            the dataset yields (the training dataset in shuffled order), in the target form.
         """
-        starts = self._starts[_check_split(split)]
-        input_steps, horizon = self.report["input_steps"], self.report["horizon"]
-        features = self._scaled_values[:, self._feature_indices]
-        targets = self._scaled_values[:, self._target_indices]
-        # sliding_window_view is a view; indexing with `starts` makes the only copy.
-        inputs = np.lib.stride_tricks.sliding_window_view(features, input_steps, axis=0)
-        outputs = np.lib.stride_tricks.sliding_window_view(targets, horizon, axis=0)
-        x = inputs[starts].transpose(0, 2, 1)
-        y = outputs[starts + input_steps].transpose(0, 2, 1).reshape(len(starts), -1)
-        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+        inputs, targets = self._level_arrays(split)
+        return self._to_form(inputs, targets)
 
-    def inverse_transform_targets(self, targets: Any) -> np.ndarray:
+    def form_inputs(self, inputs: Any) -> np.ndarray:
+        """Level input windows (e.g. from `inference_windows`) as the model sees them.
+
+        Only "window_norm" changes the inputs (each window scaled by its own statistics).
+        """
+        x = np.asarray(inputs, np.float32)
+        if self.report["target_mode"] != "window_norm":
+            return x
+        return np.asarray(target_forms.normalize_windows(x), np.float32)
+
+    def inverse_transform_targets(
+        self, targets: Any, *, split: str | None = None, inputs: Any = None
+    ) -> np.ndarray:
         """Maps targets or predictions `[..., horizon * C]` back to the original scale.
+
+        Undoes the target form first, then the scaler. The "change" and "window_norm" forms
+        are relative to each window, so they need to know which windows the values belong
+        to: `split` names the windows of a split (in time order, as `arrays(split)`), or
+        `inputs` gives them as level windows (`inference_windows`' output).
 
         Args:
             targets: Flat targets in the layout the datasets yield (for example
-                `model.predict(data.test)`), or `[..., horizon, C]`.
+                `model.predict(data.test)`), or `[..., horizon, C]`; with a split or inputs,
+                one row per window.
+            split: "train", "validation" or "test", for a relative target form.
+            inputs: `[W, input_steps, F]` level input windows, for a relative target form.
 
         Returns:
             The same shape in the original units of the target columns (unchanged values
-            when no scaler is in use).
+            when no scaler and the level form are in use).
+
+        Raises:
+            ValueError: For a wrong shape, or a relative target form without `split` or
+                `inputs`.
         """
         values = np.asarray(targets)
         num_targets = len(self._target_indices)
@@ -343,10 +364,55 @@ class WindowedData:
                 f"targets must end in horizon * targets = {horizon * num_targets} values or "
                 f"[{horizon}, {num_targets}]; got shape {values.shape}"
             )
+        mode = self.report["target_mode"]
+        if mode != "level":
+            shaped = self._from_form(shaped, mode, split, inputs)
         if self.scaler is None:
-            return values.copy()
+            return shaped.reshape(values.shape).astype(values.dtype, copy=True)
         original = self.scaler.inverse_transform(shaped, columns=self._target_indices.tolist())
         return original.reshape(values.shape)
+
+    def _level_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        starts = self._starts[_check_split(split)]
+        input_steps, horizon = self.report["input_steps"], self.report["horizon"]
+        features = self._scaled_values[:, self._feature_indices]
+        targets = self._scaled_values[:, self._target_indices]
+        # sliding_window_view is a view; indexing with `starts` makes the only copy.
+        inputs = np.lib.stride_tricks.sliding_window_view(features, input_steps, axis=0)
+        outputs = np.lib.stride_tricks.sliding_window_view(targets, horizon, axis=0)
+        x = inputs[starts].transpose(0, 2, 1)
+        y = outputs[starts + input_steps].transpose(0, 2, 1).reshape(len(starts), -1)
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+    def _to_form(self, inputs: np.ndarray, targets: np.ndarray):
+        mode = self.report["target_mode"]
+        if mode == "level":
+            return inputs, targets
+        x, y = target_forms.to_target_form(
+            inputs, targets, mode, self._target_features, self.report["horizon"]
+        )
+        return np.asarray(x, np.float32), np.asarray(y, np.float32)
+
+    def _from_form(self, shaped: np.ndarray, mode: str, split, inputs) -> np.ndarray:
+        if (split is None) == (inputs is None):
+            raise ValueError(
+                f"target_mode={mode!r} values are relative to their windows: pass exactly one "
+                f"of split='train'|'validation'|'test' (the windows of arrays(split)) or "
+                f"inputs= (level windows, e.g. from inference_windows)"
+            )
+        level_inputs = (
+            self._level_arrays(split)[0] if split is not None else np.asarray(inputs, np.float32)
+        )
+        if level_inputs.ndim != 3 or shaped.ndim != 3 or len(level_inputs) != len(shaped):
+            raise ValueError(
+                f"need one row of targets per window: got targets {shaped.shape[:-2]} rows and "
+                f"inputs of shape {level_inputs.shape}"
+            )
+        flat = shaped.reshape(len(shaped), -1).astype(np.float32)
+        levels = target_forms.from_target_form(
+            flat, level_inputs, mode, self._target_features, self.report["horizon"]
+        )
+        return np.asarray(levels, np.float64).reshape(shaped.shape)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy of `report`."""
@@ -368,6 +434,7 @@ def windows(
     shuffle_train: bool = True,
     seed: int = 0,
     season: int | str | None = None,
+    target_mode: str = "level",
 ) -> WindowedData:
     """Cuts a series into chronological train / validation / test windows that cannot leak.
 
@@ -409,6 +476,13 @@ def windows(
             for the seasonal naive baseline (`lstmcore.baselines`); "auto" detects it from
             the training rows of the first target column (`baselines.detect_season`, up to
             400 rows; None if no clear season); None means no season.
+        target_mode: What the targets are (`lstmcore.target_forms`): "level" (the values
+            themselves), "change" (minus the last input value of the same column: a model
+            predicting 0 is persistence) or "window_norm" (inputs and targets scaled by each
+            window's own mean and std; reversible instance normalisation). The relative forms
+            need every target column among the features. `inverse_transform_targets` undoes
+            it; `lstmcore.models.forecaster(target_mode=...)` does the same inside a model
+            instead, which keeps the saved model's outputs in levels.
 
     Returns:
         A `WindowedData` whose `report` holds: `num_rows`, `input_steps`, `horizon`,
@@ -417,7 +491,8 @@ def windows(
         (`Scaler.to_dict()` or None), `splits` (per split: `fraction`, `rows` as a
         `[start, end)` pair of row indices, `windows`, `first_window_start`,
         `last_window_start`, and `time` as `[first, last]` strings when the series has time
-        stamps), `season` (rows, or None) and `source` (the `Series` report, if any).
+        stamps), `season` (rows, or None), `target_mode` and `source` (the `Series` report,
+        if any).
 
     Raises:
         ValueError: If an argument is out of range, a column does not exist, the values are
@@ -439,6 +514,7 @@ def windows(
             f"inputs); got gap={gap}. Leave gap=None for the smallest safe gap."
         )
     fractions = _check_splits(splits)
+    target_mode = target_forms.check_target_mode(target_mode)
     if not (season is None or season == "auto"):
         season = _check_int(season, "season", minimum=2)
     num_rows = values.shape[0]
@@ -455,6 +531,17 @@ def windows(
         default_targets if targets is None else targets, columns, "targets"
     )
 
+    target_features = None
+    if target_mode != "level":
+        missing = [columns[i] for i in target_indices if i not in feature_indices]
+        if missing:
+            raise ValueError(
+                f"target_mode={target_mode!r} reads each target's past from its window, but "
+                f"target column(s) {missing} are not among the features "
+                f"{[columns[i] for i in feature_indices]}; add them to features or use "
+                f"target_mode='level'"
+            )
+        target_features = [feature_indices.index(i) for i in target_indices]
     bounds = _split_rows(num_rows, fractions, unused_rows=gap - min_gap)
     starts = {}
     for name, (start, end), fraction in zip(SPLIT_NAMES, bounds, fractions):
@@ -489,6 +576,8 @@ def windows(
             batch_size=batch_size,
             shuffle=shuffle_train and name == "train",
             seed=seed,
+            target_mode=target_mode,
+            target_features=target_features,
         )
 
     split_reports = {}
@@ -523,6 +612,7 @@ def windows(
         "scaler": None if scaler is None else scaler.to_dict(),
         "splits": split_reports,
         "season": season,
+        "target_mode": target_mode,
         "source": copy.deepcopy(source),
     }
     _log_report(report)
@@ -536,6 +626,7 @@ def windows(
         _feature_indices=np.asarray(feature_indices, dtype=np.int64),
         _target_indices=np.asarray(target_indices, dtype=np.int64),
         _starts=starts,
+        _target_features=target_features,
     )
 
 
@@ -934,6 +1025,8 @@ def _make_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    target_mode: str = "level",
+    target_features: list[int] | None = None,
 ) -> tf.data.Dataset:
     # Each split holds only its own rows once, and windows are gathered per batch from start
     # indices: no T-fold copy of the series, and no row outside the split is reachable.
@@ -947,7 +1040,10 @@ def _make_dataset(
     def gather_windows(batch_starts):
         inputs = tf.gather(feature_rows, batch_starts[:, None] + input_offsets)
         targets = tf.gather(target_rows, batch_starts[:, None] + target_offsets)
-        return inputs, tf.reshape(targets, [-1, target_width])
+        targets = tf.reshape(targets, [-1, target_width])
+        return target_forms.to_target_form(
+            inputs, targets, target_mode, target_features, horizon
+        )
 
     dataset = tf.data.Dataset.from_tensor_slices(starts)
     if shuffle:

@@ -53,18 +53,75 @@ def window_statistics(inputs, features: list[int]):
     return mean, std
 
 
+def normalize_windows(inputs):
+    """Each window `[B, T, F]` scaled by its own per-feature mean and std over time."""
+    mean = ops.mean(inputs, axis=1, keepdims=True)
+    std = ops.sqrt(ops.var(inputs, axis=1, keepdims=True) + EPSILON)
+    return (inputs - mean) / std
+
+
+def _per_step(values, horizon: int):
+    # Target element k * C + c belongs to column c: repeat the C values once per step.
+    return ops.tile(values, [1, horizon])
+
+
+def to_target_form(inputs, targets, target_mode: str, target_features: list[int], horizon: int):
+    """Maps level windows to what the network sees and predicts in a target form.
+
+    Args:
+      inputs: `[B, T, F]` input windows (levels).
+      targets: `[B, horizon * C]` level targets.
+      target_mode: one of `TARGET_MODES`.
+      target_features: the input feature index of each of the C target columns.
+      horizon: steps per window.
+
+    Returns:
+      `(inputs, targets)` in the form: unchanged for "level"; targets minus the last value
+      for "change"; both scaled by the window's statistics for "window_norm".
+    """
+    if target_mode == "level":
+        return inputs, targets
+    if target_mode == "change":
+        last = ops.take(inputs[:, -1, :], target_features, axis=1)
+        return inputs, targets - _per_step(last, horizon)
+    mean, std = window_statistics(inputs, target_features)
+    scaled = (targets - _per_step(mean, horizon)) / _per_step(std, horizon)
+    return normalize_windows(inputs), scaled
+
+
+def from_target_form(outputs, inputs, target_mode: str, target_features: list[int], horizon: int):
+    """Maps predictions in a target form back to levels, with the level input windows.
+
+    Args:
+      outputs: `[B, horizon * C]` predictions in the form.
+      inputs: `[B, T, F]` the level input windows they were made from.
+      target_mode, target_features, horizon: as in `to_target_form`.
+
+    Returns:
+      `[B, horizon * C]` levels.
+    """
+    if target_mode == "level":
+        return outputs
+    if target_mode == "change":
+        last = ops.take(inputs[:, -1, :], target_features, axis=1)
+        return outputs + ops.cast(_per_step(last, horizon), outputs.dtype)
+    mean, std = window_statistics(inputs, target_features)
+    mean = ops.cast(_per_step(mean, horizon), outputs.dtype)
+    return outputs * ops.cast(_per_step(std, horizon), outputs.dtype) + mean
+
+
 @keras.saving.register_keras_serializable(package="lstmcore")
 class WindowNormalize(keras.layers.Layer):
     """Scales each window `[B, T, F]` by its own per-feature mean and std over time."""
 
     def call(self, inputs):
-        mean = ops.mean(inputs, axis=1, keepdims=True)
-        std = ops.sqrt(ops.var(inputs, axis=1, keepdims=True) + EPSILON)
-        return (inputs - mean) / std
+        return normalize_windows(inputs)
 
 
 class _TargetLayer(keras.layers.Layer):
     """Maps outputs `[B, horizon * C]` back to levels with statistics of the input window."""
+
+    target_mode = "level"
 
     def __init__(self, target_features: list[int], horizon: int, **kwargs):
         super().__init__(**kwargs)
@@ -78,29 +135,24 @@ class _TargetLayer(keras.layers.Layer):
             "horizon": self.horizon,
         }
 
-    def _tiled(self, values):
-        # Output element k * C + c belongs to target column c: repeat the C values per step.
-        return ops.tile(values, [1, self.horizon])
+    def call(self, outputs, inputs):
+        return from_target_form(
+            outputs, inputs, self.target_mode, self.target_features, self.horizon
+        )
 
 
 @keras.saving.register_keras_serializable(package="lstmcore")
 class AddLastValue(_TargetLayer):
     """`outputs + last observed value` of each target column: the "change" target form."""
 
-    def call(self, outputs, inputs):
-        last = ops.take(inputs[:, -1, :], self.target_features, axis=1)
-        return outputs + ops.cast(self._tiled(last), outputs.dtype)
+    target_mode = "change"
 
 
 @keras.saving.register_keras_serializable(package="lstmcore")
 class WindowDenormalize(_TargetLayer):
     """`outputs * std + mean` with the window statistics of each target column."""
 
-    def call(self, outputs, inputs):
-        mean, std = window_statistics(inputs, self.target_features)
-        mean = ops.cast(self._tiled(mean), outputs.dtype)
-        std = ops.cast(self._tiled(std), outputs.dtype)
-        return outputs * std + mean
+    target_mode = "window_norm"
 
 
 def wrap(body, inputs, target_mode: str, target_features: list[int] | None, horizon: int):

@@ -123,3 +123,23 @@ def test_train_prints_and_logs_the_skill_against_the_baselines(tmp_path, capsys)
     assert values[0] == pytest.approx(history.baselines["persistence"], rel=1e-5)
     assert "val/loss_to_mean" in scalars
     json.dumps(history.baselines)
+
+
+@pytest.mark.parametrize("mode", ["change", "window_norm"])
+def test_baselines_score_the_same_in_every_target_form(mode):
+    t = np.arange(200, dtype=np.float32)
+    series = 0.02 * t + np.sin(2 * np.pi * t / 6)
+    level = data.windows(series, input_steps=12, season=6)
+    form = data.windows(series, input_steps=12, season=6, target_mode=mode)
+    x, y = level.arrays("test")
+    fx, fy = form.arrays("test")
+    # The naive forecasts, mapped back to levels, are the level ones.
+    ours, _ = baselines.naive_forecasts(fx, fy, target_features=[0], season=6, target_mode=mode)
+    theirs, _ = baselines.naive_forecasts(x, y, target_features=[0], season=6)
+    for name in ("persistence", "seasonal_naive"):
+        np.testing.assert_allclose(
+            form.inverse_transform_targets(ours[name], split="test"),
+            level.inverse_transform_targets(theirs[name]),
+            rtol=1e-4,
+            atol=1e-4,
+        )

@@ -349,3 +349,41 @@ def test_windowing_benchmark_smoke_preset_runs(capsys):
 
     windowing.main(["--smoke"])
     assert "windows/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["change", "window_norm"])
+def test_target_forms_round_trip_to_the_original_targets(mode):
+    t = np.arange(120, dtype=np.float64)
+    series = np.stack([100 + 0.5 * t + np.sin(t / 3), np.cos(t / 5)], axis=1)
+    windowed = data.windows(series, input_steps=10, horizon=3, targets=[0], target_mode=mode)
+    level = data.windows(series, input_steps=10, horizon=3, targets=[0])
+    assert windowed.report["target_mode"] == mode
+    x, y = windowed.arrays("validation")
+    lx, ly = level.arrays("validation")
+    original = level.inverse_transform_targets(ly)
+    np.testing.assert_allclose(
+        windowed.inverse_transform_targets(y, split="validation"), original, rtol=1e-5
+    )
+    np.testing.assert_allclose(windowed.inverse_transform_targets(y, inputs=lx), original, rtol=1e-5)
+    # The dataset yields the same forms as arrays(), in time order.
+    batches = list(windowed.validation.as_numpy_iterator())
+    np.testing.assert_allclose(np.concatenate([b[1] for b in batches]), y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate([b[0] for b in batches]), x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(windowed.form_inputs(lx), x, rtol=1e-5, atol=1e-6)
+    if mode == "change":
+        # Predicting no change is persistence: the last input value, three times.
+        persistence = windowed.inverse_transform_targets(np.zeros_like(y), split="validation")
+        last = level.inverse_transform_targets(np.repeat(lx[:, -1, :1], 3, axis=1))
+        np.testing.assert_allclose(persistence, last, rtol=1e-5)
+
+
+def test_relative_target_forms_need_the_windows_and_the_target_among_features():
+    series = np.random.default_rng(0).normal(size=(100, 2))
+    windowed = data.windows(series, input_steps=5, target_mode="change")
+    _, y = windowed.arrays("test")
+    with pytest.raises(ValueError, match="pass exactly one of split="):
+        windowed.inverse_transform_targets(y)
+    with pytest.raises(ValueError, match=r"not among the features \['column_0'\]"):
+        data.windows(series, input_steps=5, features=[0], targets=[1], target_mode="window_norm")
+    with pytest.raises(ValueError, match="target_mode must be one of"):
+        data.windows(series, input_steps=5, target_mode="diff")
