@@ -364,7 +364,7 @@ def _train_command(args) -> int:
         f"final training loss {history.final_loss:.4g}"
         + (f", validation loss {val[-1]:.4g}" if len(val) else "")
     )
-    print(f"model saved to {model_path} (load it after `import lstmcore`)")
+    print(f"model saved to {model_path} (load it with lstmcore.keras.load_model)")
     print(f"TensorBoard: tensorboard --logdir {args.logdir}")
     for split, result in scores.items():
         print(baselines.skill_line(split, result))

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from lstmcore import cli
 from lstmcore.diagnosis import read_scalars
@@ -109,3 +110,106 @@ def test_bench_refuses_an_unknown_benchmark(capsys):
     except SystemExit as exit:
         assert exit.code == 2
     assert "invalid choice: 'speed'" in capsys.readouterr().err
+
+
+def run_train(tmp_path, csv, *extra):
+    return cli.main(
+        ["train", "--csv", str(csv), "--target", "load", "--time-column", "time", "--steps", "3"]
+        + ["--units", "4", "--logdir", str(tmp_path / "runs"), "--run-name", "r", "--no-progress"]
+        + list(extra)
+    )
+
+
+def test_train_ends_with_the_skill_against_the_baselines_on_both_splits(tmp_path, capsys):
+    csv = tmp_path / "series.csv"
+    write_csv(csv, rows=120)
+    assert run_train(tmp_path, csv, "--season", "none") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    skill = [line for line in lines if line.startswith(("validation: model", "test: model"))]
+    assert [line.split(":")[0] for line in skill] == ["validation", "test"]
+    assert all("x persistence" in line and "x mean" in line for line in skill)
+    import json
+
+    report = json.loads((tmp_path / "runs" / "r" / "forecast_report.json").read_text())
+    # 120 rows: the smallest split holds 18, so the default window is 18 // 2 - 1 = 8.
+    assert report["window"] == 8 and report["target_mode"] == "window_norm"
+    ratio = report["test"]["ratios"]["persistence"]
+    assert f"test: model {ratio:.3g} x persistence" in skill[1]
+    assert (ratio >= 1) == any("WORSE than persistence" in line for line in lines[-2:])
+
+
+def test_each_target_mode_trains_and_saves_a_model_that_predicts_levels(tmp_path):
+    csv = tmp_path / "series.csv"
+    write_csv(csv, rows=120)
+    from lstmcore import keras as lstmcore_keras
+
+    for mode in ("level", "change", "window_norm"):
+        name = f"r-{mode}"
+        assert cli.main(
+            ["train", "--csv", str(csv), "--target", "load", "--steps", "2", "--units", "4"]
+            + ["--window", "6", "--target-mode", mode, "--logdir", str(tmp_path / "runs")]
+            + ["--run-name", name, "--no-progress", "--normalize", "none"]
+        ) == 0
+        model = lstmcore_keras.load_model(tmp_path / "runs" / name / "model.keras")
+        constant = np.full((1, 6, 1), 100.0, np.float32)
+        prediction = float(model.predict(constant, verbose=0)[0, 0])
+        if mode != "level":
+            # A constant window's change-from-last and window-scaled forms map back near it.
+            assert abs(prediction - 100.0) < 5.0
+
+
+def test_default_features_leave_unrelated_text_columns_alone(tmp_path):
+    csv = tmp_path / "series.csv"
+    rows = ["time,note,load"] + [f"{i},day {i},{100 + np.sin(i / 3):.3f}" for i in range(120)]
+    csv.write_text("\n".join(rows) + "\n")
+    assert run_train(tmp_path, csv) == 0
+
+
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (["--splits", "0.5", "0.3", "0.3"], "--splits"),
+        (["--window", "40"], "--window"),
+        (["--gap", "2", "--window", "8"], "--gap"),
+        (["--features", "temperature", "--target-mode", "change"], "--features"),
+    ],
+)
+def test_bad_options_name_the_flag_and_write_nothing(tmp_path, capsys, extra, flag):
+    csv = tmp_path / "series.csv"
+    write_csv(csv, rows=120)
+    assert run_train(tmp_path, csv, *extra) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("lstmcore train: error:") and flag in message
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--splits", "0.7", "0.3"], "expected 3 arguments"),
+        (["--splits", "0.7", "0.3", "1.5"], "expected a fraction in (0, 1), got '1.5'"),
+        (["--gap", "-1"], "expected an integer >= 0, got '-1'"),
+        (["--season", "1"], "expected a season length >= 2 rows, 'auto' or 'none'; got '1'"),
+        (["--target-mode", "delta"], "invalid choice: 'delta'"),
+        (["--normalize", "minmax"], "invalid choice: 'minmax'"),
+    ],
+)
+def test_malformed_option_values_exit_2(capsys, extra, expected):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["train", "--csv", "x.csv", "--target", "y", *extra])
+    assert exit.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_the_missing_value_error_names_the_cli_flag(tmp_path, capsys):
+    csv = tmp_path / "series.csv"
+    csv.write_text("time,load\n0,1\n1,\n2,3\n")
+    assert run_train(tmp_path, csv) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--missing drop|ffill|interpolate" in message and "read_csv" not in message
+
+
+def test_cli_target_modes_are_the_model_target_forms():
+    from lstmcore import target_forms
+
+    assert cli.TARGET_MODES == target_forms.TARGET_MODES
