@@ -259,19 +259,16 @@ def _pin_shapes(dataset: tf.data.Dataset, name: str, first) -> tf.data.Dataset:
                 lambda a=actual, w=want: tf.reduce_all(tf.equal(a[1:], w)),
                 lambda: tf.constant(False),
             )
-            message = tf.strings.format(
-                SHAPE_CHANGE
-                + "{} batch {} (0-based; the run's step of the same number): "
-                + field
-                + " of shape ({}) but the first batch's "
-                + field
-                + " have shape (batch, {})",
-                (
-                    name,
-                    index,
+            message = tf.strings.join(
+                [
+                    f"{SHAPE_CHANGE}{name} batch ",
+                    tf.strings.as_string(index),
+                    f" (counted from 0, as steps are): {field} of shape (",
                     tf.strings.reduce_join(tf.strings.as_string(actual), separator=", "),
+                    f"), but in the first batch {field} have shape (batch, ",
                     tf.strings.reduce_join(tf.strings.as_string(want), separator=", "),
-                ),
+                    ")",
+                ]
             )
             asserts.append(tf.debugging.Assert(same, [message]))
         with tf.control_dependencies(asserts):

@@ -1,18 +1,25 @@
+import errno
 import glob
 import os
 import random
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
 
 import lstmcore
+from lstmcore import diagnosis, runs
+from lstmcore import writer as writer_lib
 
 STEPS = 300
 
@@ -268,3 +275,356 @@ def test_no_pickle_anywhere_in_lstmcore():
             ):
                 offenders.append(path)
     assert offenders == []
+
+
+# --- Round two (issue 17) ---------------------------------------------------------------------
+
+RESTORE_OPTIONS = {
+    "batch_size": 8,
+    "learning_rate": 0.01,
+    "on_nonfinite": "restore",
+    "max_consecutive_skips": 3,
+    "shuffle": False,
+    "progress": False,
+    "probe_every": None,
+    "check": False,
+}
+
+
+def inf_loss_on_calls(first_call, last_call=None):
+    calls = tf.Variable(0)
+
+    def loss(targets, predictions):
+        calls.assign_add(1)
+        poisoned = calls >= first_call
+        if last_call is not None:
+            poisoned &= calls <= last_call
+        scale = tf.cond(poisoned, lambda: tf.constant(np.inf), lambda: tf.constant(1.0))
+        return keras.losses.mean_squared_error(targets, predictions) * scale
+
+    return loss
+
+
+@pytest.mark.parametrize("steps", [12, 8], ids=["checkpoint-boundary", "end-of-run"])
+def test_restore_mode_restores_at_every_flush_boundary_with_the_default_flush_every(
+    tmp_path, steps
+):
+    # Steps 5, 6 and 7 are not finite; the third is found by the flush at step 8, a checkpoint
+    # (and validation) boundary, or the end of the run: the checkpoint of step 4 is restored.
+    history = lstmcore.train(
+        small_model(),
+        small_data(),
+        steps=steps,
+        loss=inf_loss_on_calls(6, 8),
+        checkpoint_every=4,
+        logdir=str(tmp_path),
+        **RESTORE_OPTIONS,
+    )
+    np.testing.assert_array_equal(history["step"], [*range(8), *range(4, steps)])
+    np.testing.assert_array_equal(history["skipped"], [0] * 5 + [1] * 3 + [0] * (steps - 4))
+    np.testing.assert_allclose(history["learning_rate"], [0.01] * 8 + [0.005] * (steps - 4))
+
+
+def poisoned_targets_loss(targets, predictions):
+    poisoned = tf.reduce_max(targets) > 100.0
+    scale = tf.cond(poisoned, lambda: tf.constant(np.inf), lambda: tf.constant(1.0))
+    return keras.losses.mean_squared_error(targets, predictions) * scale
+
+
+def test_restore_mode_skips_past_batches_that_fail_again_after_a_restore(tmp_path):
+    x = np.linspace(-1, 1, 64 * 4, dtype=np.float32).reshape(64, 4, 1)
+    y = x[:, -1].copy()
+    y[40:] = 1000.0  # batches 5, 6 and 7 of 8: finite, but the loss says inf on them
+    model = small_model()
+    history = lstmcore.train(
+        model,
+        (x, y),
+        steps=10,
+        loss=poisoned_targets_loss,
+        checkpoint_every=4,
+        logdir=str(tmp_path),
+        run_name="r",
+        **RESTORE_OPTIONS,
+    )
+    # Restored step 4 once; the same steps failed again, so they were skipped past.
+    np.testing.assert_array_equal(history["step"], [*range(8), *range(4, 10)])
+    np.testing.assert_array_equal(history["skipped"], [0] * 5 + [1] * 3 + [0] + [1] * 3 + [0] * 2)
+    np.testing.assert_allclose(history["learning_rate"], [0.01] * 8 + [0.005] * 6)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert tf.train.latest_checkpoint(str(tmp_path / "r" / "checkpoints")).endswith("ckpt-10")
+
+
+def test_restore_mode_skips_past_batches_whose_data_is_not_finite_without_restoring(tmp_path):
+    x, y = small_data()
+    x = x.copy()
+    x[8:20] = np.nan  # batches 1 and 2 of 4, in every epoch
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    history = lstmcore.train(
+        small_model(),
+        dataset,
+        steps=8,
+        checkpoint_every=4,
+        logdir=str(tmp_path),
+        **{**RESTORE_OPTIONS, "max_consecutive_skips": 2},
+    )
+    np.testing.assert_array_equal(history["step"], range(8))
+    np.testing.assert_array_equal(history["skipped"], [0, 1, 1, 0, 0, 1, 1, 0])
+
+
+def test_restore_mode_gives_up_saying_what_it_tried(tmp_path):
+    with pytest.raises(
+        lstmcore.NonFiniteError,
+        match=r"gave up after 3 recoveries: restored ckpt-8 after non-finite steps 6 to 8, "
+        r"learning rate halved; .*",
+    ):
+        lstmcore.train(
+            small_model(),
+            small_data(),
+            steps=40,
+            loss=inf_loss_on_calls(7),
+            checkpoint_every=4,
+            logdir=str(tmp_path),
+            **RESTORE_OPTIONS,
+        )
+
+
+def test_restore_mode_without_a_checkpoint_yet_says_so(tmp_path):
+    with pytest.raises(lstmcore.NonFiniteError, match="had no checkpoint to restore yet"):
+        lstmcore.train(
+            small_model(),
+            small_data(),
+            steps=8,
+            loss=inf_loss_on_calls(1),
+            checkpoint_every=100,
+            logdir=str(tmp_path),
+            **RESTORE_OPTIONS,
+        )
+
+
+QUICK = {"check": False, "probe_every": None}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("finished")
+    lstmcore.train(
+        small_model(), small_data(), **checkpointed_run_options(folder, steps=4), **QUICK
+    )
+    return folder / "r"
+
+
+def finished_run(tmp_path, finished):
+    shutil.copytree(finished, tmp_path / "r")
+    return {**checkpointed_run_options(tmp_path, steps=4), **QUICK}, tmp_path / "r"
+
+
+def event_files(run_dir):
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if "tfevents" in p.name}
+
+
+def delete_checkpoint_files(directory):
+    for path in directory.glob("ckpt-*"):
+        path.unlink()
+
+
+def delete_everything_in(directory):
+    for path in directory.iterdir():
+        path.unlink()
+
+
+DAMAGE = [
+    (
+        "pointer naming missing checkpoints",
+        delete_checkpoint_files,
+        r"the pointer file .*checkpoint' names ckpt-4, ckpt-2, but none of their files exist",
+    ),
+    ("pointer and files deleted", delete_everything_in, "holds no checkpoint"),
+    ("checkpoints folder deleted", shutil.rmtree, "the run has no checkpoints folder"),
+]
+
+
+@pytest.mark.parametrize("name, damage, message", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_resume_with_nothing_to_restore_is_an_error_and_keeps_the_history(
+    tmp_path, finished, name, damage, message
+):
+    options, run_dir = finished_run(tmp_path, finished)
+    damage(run_dir / "checkpoints")
+    events = event_files(run_dir)
+    with pytest.raises(ValueError, match=message + ".*never starts a run again from step 0"):
+        lstmcore.train(small_model(), small_data(), resume=True, **options)
+    assert event_files(run_dir) == events
+
+
+def test_a_pointer_rewritten_without_timestamps_still_resumes(tmp_path, finished):
+    options, run_dir = finished_run(tmp_path, finished)
+    (run_dir / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\n')
+    history = lstmcore.train(small_model(), small_data(), resume=True, **options)
+    np.testing.assert_array_equal(history["step"], [2, 3])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"config": {"loss"', "is not valid JSON"),
+        ("[1, 2]", "must be a JSON object with 'config' and 'config_hash'; got list"),
+    ],
+    ids=["half-written", "not an object"],
+)
+def test_a_damaged_manifest_is_an_error_naming_the_file(tmp_path, finished, content, message):
+    options, run_dir = finished_run(tmp_path, finished)
+    (run_dir / runs.MANIFEST).write_text(content)
+    with pytest.raises(ValueError, match=f"run manifest .*{runs.MANIFEST}' {message}"):
+        lstmcore.train(small_model(), small_data(), resume=True, **options)
+
+
+def test_a_run_directory_in_use_is_refused_naming_the_holder(tmp_path, finished):
+    options, run_dir = finished_run(tmp_path, finished)
+    lock = runs.RunLock(str(run_dir))
+    assert lock.acquire() is None
+    try:
+        with pytest.raises(ValueError, match=f"in use by pid {os.getpid()} on host .*one writer"):
+            lstmcore.train(small_model(), small_data(), resume=True, **options)
+    finally:
+        lock.release()
+    lstmcore.train(small_model(), small_data(), resume=True, **options)
+    assert (run_dir / runs.LOCK).read_text() == ""
+
+
+DIE_HOLDING_THE_LOCK = """
+import fcntl, os, signal, sys
+f = open(sys.argv[1], "a+")
+fcntl.flock(f, fcntl.LOCK_EX)
+f.write(f"pid {os.getpid()} on host h since t")
+f.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, finished, capsys):
+    options, run_dir = finished_run(tmp_path, finished)
+    holder = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DIE_HOLDING_THE_LOCK,
+            str(run_dir / runs.LOCK),
+        ],
+        check=False,
+    )
+    assert holder.returncode == -signal.SIGKILL
+    lstmcore.train(small_model(), small_data(), resume=True, **{**options, "progress": True})
+    assert "took over the lock of pid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("field", ["targets", "inputs"])
+def test_a_batch_whose_shape_changes_stops_the_run_there_unapplied(tmp_path, field):
+    x, y = small_data()
+    first = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    if field == "targets":
+        later, changed = (x, np.repeat(y, 3, axis=1)), r"\(4, 3\)"
+    else:
+        later, changed = (np.concatenate([x, x[:, :2]], axis=1), y), r"\(4, 6, 1\)"
+    data = first.concatenate(tf.data.Dataset.from_tensor_slices(later).batch(4).take(2))
+    model = small_model()
+    expected = (
+        "batch 8 .*: {0} of shape {1}, but in the first batch {0} have shape \\(batch, {2}\\)"
+    )
+    with pytest.raises(
+        ValueError,
+        match="data " + expected.format(field, changed, "1" if field == "targets" else "4, 1"),
+    ):
+        lstmcore.train(
+            model,
+            data,
+            **QUICK,
+            steps=10,
+            checkpoint_every=4,
+            logdir=str(tmp_path),
+            run_name="r",
+            progress=False,
+        )
+    reference = small_model()
+    lstmcore.train(reference, first, steps=8, logdir=None, progress=False, **QUICK)
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    lock = runs.RunLock(str(tmp_path / "r"))
+    assert lock.acquire() is None  # released when the error left train
+    lock.release()
+
+
+def test_a_generator_dataset_trains_without_checkpoints():
+    x, y = small_data()
+    dataset = tf.data.Dataset.from_generator(
+        lambda: ((x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)),
+        output_signature=(tf.TensorSpec([None, 4, None]), tf.TensorSpec([None, None])),
+    )
+    history = lstmcore.train(small_model(), dataset, steps=3, logdir=None, progress=False, **QUICK)
+    assert len(history["loss"]) == 3
+
+
+def test_a_full_disk_is_one_error_naming_the_run_directory(tmp_path, monkeypatch):
+    def full(self, step):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{self.directory}/ckpt-2_temp: No space left on device"
+        )
+
+    monkeypatch.setattr(runs.Checkpoints, "save", full)
+    with pytest.raises(
+        OSError, match=r"no space left on the device holding .*r \(.*resume=True"
+    ) as raised:
+        lstmcore.train(
+            small_model(), small_data(), **checkpointed_run_options(tmp_path, steps=4), **QUICK
+        )
+    assert raised.value.errno == errno.ENOSPC and raised.value.__suppress_context__
+    lock = runs.RunLock(str(tmp_path / "r"))
+    assert lock.acquire() is None
+    lock.release()
+
+
+def test_diagnose_reads_a_run_whose_name_has_glob_characters(tmp_path):
+    lstmcore.train(
+        small_model(),
+        small_data(),
+        steps=2,
+        logdir=str(tmp_path),
+        run_name="exp[1]",
+        progress=False,
+        **QUICK,
+    )
+    run_dir = str(tmp_path / "exp[1]")
+    assert diagnosis.find_run_dir(run_dir) == run_dir
+    assert "train/loss" in diagnosis.read_scalars(run_dir)
+
+
+def test_a_hostile_event_file_costs_no_more_memory_than_its_size(tmp_path):
+    claim = tensor_pb2.TensorProto(
+        dtype=tf.float32.as_datatype_enum,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=2**26)]
+        ),
+        float_val=[1.0],
+    )
+    event = event_pb2.Event(
+        step=1,
+        summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="x", tensor=claim)]),
+    )
+    path = tmp_path / "events.out.tfevents.1.hostile"
+    with tf.io.TFRecordWriter(str(path)) as records:
+        records.write(event.SerializeToString())
+    with open(path, "ab") as f:
+        f.write(struct.pack("<Q", 2**40) + b"\0" * 8)  # a record that claims a terabyte
+    assert path.stat().st_size < 200
+    tracemalloc.start()
+    scalars = diagnosis.read_scalars(str(tmp_path))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert scalars == {} and peak < 2**20
+
+
+def test_the_capped_event_reader_reads_what_tensorflow_reads(tmp_path, finished):
+    _, run_dir = finished_run(tmp_path, finished)
+    ours, theirs = [], []
+    for path in run_dir.glob("*tfevents*"):
+        ours += [e.SerializeToString() for e in writer_lib.read_events(str(path))]
+        theirs += [e.SerializeToString() for e in tf.compat.v1.train.summary_iterator(str(path))]
+    assert ours == theirs and len(ours) > 10
