@@ -133,8 +133,9 @@ def drop_events_after(run_dir: str, step: int, per_step_tags: set[str]) -> int:
     A run killed after its last checkpoint has logged steps that the resumed run repeats.
     Events of ``per_step_tags`` at ``step`` and later, and all other events after ``step``,
     are dropped, so every chart shows each step once. The kept events go to a new file
-    first; the old files (which lstmcore wrote) are removed only after it is closed. A file
-    cut short by the kill is read up to its last whole record.
+    first; the old files (which lstmcore wrote) are removed only after it is closed, and
+    exact copies of an event (what a resume killed between the two leaves) are dropped too.
+    A file cut short by the kill is read up to its last whole record.
 
     Args:
       run_dir: the run directory.
@@ -151,16 +152,21 @@ def drop_events_after(run_dir: str, step: int, per_step_tags: set[str]) -> int:
         for name in os.listdir(run_dir)
         if "tfevents" in name and os.path.isfile(os.path.join(run_dir, name))
     )
-    kept, dropped = [], 0
+    kept, dropped, seen = [], 0, set()
     for path in old_files:
         try:
             for event in tf.compat.v1.train.summary_iterator(path):
                 tags = {value.tag for value in event.summary.value}
                 limit = step if tags & per_step_tags else step + 1
-                if event.HasField("summary") and event.step >= limit:
+                # A copy of an event already kept: a resume killed after writing the new file
+                # and before removing the old ones left both.
+                copy = (event.step, event.summary.SerializeToString(deterministic=True))
+                if event.HasField("summary") and (event.step >= limit or copy in seen):
                     dropped += 1
                 else:
                     kept.append(event)
+                    if event.HasField("summary"):
+                        seen.add(copy)
         except tf.errors.DataLossError:
             pass  # a record cut short by the kill: everything before it was read
     if not dropped:
