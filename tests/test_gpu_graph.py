@@ -184,3 +184,35 @@ def test_throughput_gpu_check_reads_cudnn_from_the_step_graph(fake_gpu, monkeypa
     monkeypatch.setattr(kernels, "gpu_available", lambda: False)
     with pytest.raises(RuntimeError, match="no CudnnRNNV3 op"):
         throughput.build_step(by_name["bare_step+lstmcore.LSTM"], problem)
+
+
+def test_auto_layer_runs_masks_cudnn_cannot_take_on_the_reference_kernel(fake_gpu):
+    inputs = np.random.default_rng(0).normal(size=(3, 6, 3)).astype(np.float32)
+    left_padded = np.array([[0, 0, 1, 1, 1, 1], [1] * 6, [0, 1, 0, 1, 1, 0]], bool)
+    auto = LSTM(4, return_sequences=True, name="encoder")
+    reference = LSTM(4, kernel="reference", return_sequences=True)
+    auto.build((None, 6, 3))
+    reference.build((None, 6, 3))
+    reference.set_weights(auto.get_weights())
+    assert auto.kernel_report().endswith(
+        "masks cuDNN cannot take (not right-padded, or an empty row) run on the 'reference' kernel"
+    )
+    # Eagerly, tf.cond runs only the branch taken: the reference kernel, which a CPU executes.
+    np.testing.assert_allclose(
+        np.asarray(auto(inputs, mask=left_padded)),
+        np.asarray(reference(inputs, mask=left_padded)),
+    )
+    # In a graph both branches are there, with their gradients, and no XLA around cuDNN.
+    run = forward_and_backward(auto)
+    ops = traced_op_types(run, INPUTS, MASK)
+    assert {"CudnnRNNV3", "CudnnRNNBackpropV3"} <= ops and ops & {"If", "StatelessIf"}
+    assert cudnn_under_xla(run, INPUTS, MASK) == []
+
+
+def test_explicit_cudnn_requests_keep_cudnn_errors_for_bad_masks(fake_gpu):
+    inputs = np.zeros((1, 6, 3), np.float32)
+    left_padded = np.array([[0, 0, 1, 1, 1, 1]], bool)
+    for layer in (LSTM(4, kernel="cudnn"), LSTM(4, use_cudnn=True)):
+        assert "masks cuDNN cannot take" not in layer.kernel_report()
+        with pytest.raises(ValueError, match="right-padded"):
+            layer(inputs, mask=left_padded)

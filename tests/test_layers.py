@@ -128,24 +128,249 @@ def test_cudnn_layer_matches_keras_lstm():
 
 @pytest.mark.skipif(GPU, reason="checks the error raised without a GPU")
 def test_cudnn_kernel_without_gpu_raises_value_error():
-    with pytest.raises(ValueError, match="kernel='cudnn' needs a visible GPU"):
+    with pytest.raises(ValueError, match="kernel='cudnn' cannot run this layer: no GPU is visible"):
         LSTM(3, kernel="cudnn")
 
 
 @pytest.mark.parametrize(
     "arguments, fragment",
     [
-        ({"recurrent_dropout": 0.2}, "recurrent_dropout must be 0"),
-        ({"activation": "relu"}, "activation must be 'tanh'.*got 'relu'"),
-        ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation must be 'sigmoid'"),
         ({"kernel": "fast"}, "kernel must be one of .*got 'fast'"),
-        ({"stateful": True}, "stateful must be False"),
-        ({"dropout": 1.0}, r"dropout must be in \[0, 1\); got 1.0"),
+        ({"kernel": "cudnn", "use_cudnn": False}, "kernel='cudnn' and use_cudnn=False contradict"),
     ],
 )
-def test_unsupported_arguments_raise_value_error(arguments, fragment):
+def test_contradictory_lstmcore_arguments_raise_value_error(arguments, fragment):
     with pytest.raises(ValueError, match=fragment):
         LSTM(3, **arguments)
+
+
+def keras_and_ours(options, *, kernel="cpu", shape=(None, 6, 3), seed=None):
+    theirs = keras.layers.LSTM(5, use_cudnn=False, seed=seed, **options)
+    ours = LSTM(5, kernel=kernel, seed=seed, **options)
+    theirs.build(shape)
+    ours.build(shape)
+    ours.set_weights(theirs.get_weights())
+    return theirs, ours
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        ({"activation": "relu"}, "activation=relu"),
+        ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation=hard_sigmoid"),
+        ({"unroll": True}, "unroll=True"),
+    ],
+)
+def test_options_no_kernel_has_run_keras_loop_and_say_so(options, reason):
+    inputs, _ = data()
+    theirs, ours = keras_and_ours({"return_sequences": True, **options})
+    assert ours.kernel_name == "keras"
+    assert reason in ours.kernel_report() and "Keras's generic loop" in ours.kernel_report()
+    np.testing.assert_allclose(np.asarray(ours(inputs)), np.asarray(theirs(inputs)), atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+def test_dropout_draws_keras_masks_given_the_same_seed(kernel):
+    inputs, _ = data()
+    theirs, ours = keras_and_ours({"dropout": 0.5, "return_sequences": True}, kernel=kernel, seed=3)
+    assert ours.kernel_name == kernel
+    for _ in range(2):  # the second call draws new masks, the same in both
+        np.testing.assert_allclose(
+            np.asarray(ours(inputs, training=True)),
+            np.asarray(theirs(inputs, training=True)),
+            atol=1e-6,
+        )
+
+
+def test_recurrent_dropout_trains_on_keras_loop_and_infers_on_the_kernel():
+    inputs, _ = data()
+    options = {"dropout": 0.2, "recurrent_dropout": 0.3, "return_sequences": True}
+    theirs, ours = keras_and_ours(options, seed=4)
+    assert ours.kernel_name == "cpu"
+    assert "training calls run Keras's generic loop (recurrent_dropout=0.3" in (
+        ours.kernel_report()
+    )
+    training = np.asarray(ours(inputs, training=True))
+    np.testing.assert_allclose(training, np.asarray(theirs(inputs, training=True)), atol=1e-6)
+    inference = np.asarray(ours(inputs, training=False))
+    np.testing.assert_allclose(inference, np.asarray(theirs(inputs, training=False)), atol=1e-6)
+    assert not np.allclose(training, inference)
+
+
+@pytest.mark.parametrize("implementation", [1, 2])
+def test_implementation_is_accepted_and_gives_keras_numbers(implementation):
+    inputs, _ = data()
+    options = {"implementation": implementation, "dropout": 0.4, "return_sequences": True}
+    theirs, ours = keras_and_ours(options, seed=7)
+    assert ours.cell.implementation == implementation
+    for training in (False, True):
+        np.testing.assert_allclose(
+            np.asarray(ours(inputs, training=training)),
+            np.asarray(theirs(inputs, training=training)),
+            atol=1e-6,
+        )
+
+
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+def test_stateful_layer_carries_states_between_calls_and_resets_like_keras(kernel):
+    inputs, _ = data()
+    theirs, ours = keras_and_ours({"stateful": True}, kernel=kernel, shape=(4, 6, 3))
+    assert [tuple(v.shape) for v in ours.states] == [(4, 5), (4, 5)]
+    first = np.asarray(ours(inputs))
+    np.testing.assert_allclose(first, np.asarray(theirs(inputs)), atol=1e-6)
+    second = np.asarray(ours(inputs))
+    np.testing.assert_allclose(second, np.asarray(theirs(inputs)), atol=1e-6)
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(np.asarray(ours.states[0]), second, atol=1e-6)
+    ours.reset_states()
+    np.testing.assert_array_equal(np.asarray(ours.states[1]), 0.0)
+    np.testing.assert_allclose(np.asarray(ours(inputs)), first, atol=1e-6)
+
+
+def test_stateful_layer_needs_a_static_batch_size_as_keras():
+    with pytest.raises(ValueError, match="batch size must be static"):
+        LSTM(3, stateful=True).build((None, 6, 3))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "float64", "float16"])
+def test_inputs_of_any_real_or_integer_dtype_are_cast_like_keras(dtype):
+    inputs, _ = data()
+    inputs = (inputs * 3).astype(dtype)
+    theirs, ours = keras_and_ours({})
+    actual = ours(inputs)
+    assert actual.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(theirs(inputs)), atol=1e-5)
+
+
+def test_mixed_precision_computes_in_float16_with_float32_weights():
+    inputs, _ = data()
+    ours = LSTM(5, dtype="mixed_float16", return_sequences=True)
+    theirs = keras.layers.LSTM(5, use_cudnn=False, return_sequences=True)
+    ours.build((None, 6, 3))
+    theirs.build((None, 6, 3))
+    ours.set_weights(theirs.get_weights())
+    actual = ours(inputs)
+    assert actual.dtype == "float16" and ours.cell.kernel.dtype == "float32"
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float32), np.asarray(theirs(inputs)), atol=1e-2
+    )
+
+
+@pytest.mark.skipif(GPU, reason="checks the error raised without a GPU")
+def test_use_cudnn_true_without_gpu_raises_on_call_saying_why():
+    inputs, _ = data()
+    layer = LSTM(3, use_cudnn=True)  # as Keras: made without complaint
+    with pytest.raises(ValueError, match="use_cudnn=True was specified.*no GPU is visible"):
+        layer(inputs)
+
+
+def test_use_cudnn_false_excludes_cudnn_on_a_gpu(monkeypatch):
+    monkeypatch.setattr("lstmcore.kernels.gpu_available", lambda: True)
+    assert LSTM(3).kernel_name == "cudnn"
+    layer = LSTM(3, use_cudnn=False, name="encoder")
+    assert layer.kernel_name == "cpu" and layer.supports_jit
+    assert layer.kernel_report() == "encoder: kernel 'cpu' (kernel='auto' with use_cudnn=False)"
+    # Recurrent dropout rules cuDNN out, as in Keras; the layer says so.
+    assert "recurrent_dropout rules out cuDNN" in LSTM(3, recurrent_dropout=0.1).kernel_report()
+
+
+def test_layer_is_a_keras_lstm_with_keras_config_plus_kernel():
+    ours = LSTM(4, return_sequences=True, zero_output_for_mask=True, kernel="xla")
+    theirs = keras.layers.LSTM(4, return_sequences=True, zero_output_for_mask=True)
+    assert isinstance(ours, keras.layers.LSTM)
+    config = ours.get_config()
+    assert config.pop("kernel") == "xla"
+    config.pop("name"), config.pop("dtype")
+    expected = theirs.get_config()
+    expected.pop("name"), expected.pop("dtype")
+    assert config == expected
+    revived = LSTM.from_config(ours.get_config())
+    assert revived.zero_output_for_mask and revived.kernel_name == "xla"
+
+
+def bidirectional_pair(kernel, *, return_sequences=True):
+    theirs = keras.layers.Bidirectional(
+        keras.layers.LSTM(4, use_cudnn=False, return_sequences=return_sequences)
+    )
+    ours = keras.layers.Bidirectional(LSTM(4, kernel=kernel, return_sequences=return_sequences))
+    theirs.build((None, 6, 3))
+    ours.build((None, 6, 3))
+    ours.set_weights(theirs.get_weights())
+    return theirs, ours
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("kernel", CPU_KERNELS)
+def test_bidirectional_with_masks_gives_keras_outputs(kernel, return_sequences):
+    inputs, _ = data()
+    mask = np.ones((4, 6), bool)
+    mask[0, 4:] = False  # right padding
+    mask[1, :2] = False  # left padding
+    mask[2, [1, 3]] = False  # holes
+    theirs, ours = bidirectional_pair(kernel, return_sequences=return_sequences)
+    assert ours.forward_layer.kernel_name == ours.backward_layer.kernel_name == kernel
+    # Bidirectional sets zero_output_for_mask on both directions (Keras's rule).
+    assert ours.forward_layer.zero_output_for_mask == return_sequences
+    expected = np.asarray(theirs(inputs, mask=mask))
+    actual = np.asarray(ours(inputs, mask=mask))
+    np.testing.assert_allclose(actual, expected, atol=1e-6)
+    if return_sequences:
+        np.testing.assert_array_equal(actual[0, 4:], 0.0)
+
+
+def test_bidirectional_trains_under_fit_like_keras_with_a_mask():
+    inputs, targets = data()
+    inputs[1, 3:] = 0.0
+    models = []
+    for rnn in (
+        keras.layers.LSTM(5, use_cudnn=False, return_sequences=True),
+        LSTM(5, kernel="cpu", return_sequences=True),
+    ):
+        keras.utils.set_random_seed(1)
+        models.append(
+            keras.Sequential(
+                [
+                    keras.Input((6, 3)),
+                    keras.layers.Masking(0.0),
+                    keras.layers.Bidirectional(rnn),
+                    keras.layers.GlobalAveragePooling1D(),
+                    keras.layers.Dense(1),
+                ]
+            )
+        )
+    models[1].set_weights(models[0].get_weights())
+    losses = []
+    for model in models:
+        model.compile(keras.optimizers.Adam(0.01), "mse")
+        losses.append(model.fit(inputs, targets, epochs=4, batch_size=4, verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    assert losses[0][-1] < losses[0][0]
+
+
+def test_bidirectional_trains_under_lstmcore_train(tmp_path):
+    import lstmcore
+
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(64, 6, 3)).astype(np.float32)
+    targets = inputs[:, :, :1].sum(axis=1)
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [keras.Input((6, 3)), keras.layers.Bidirectional(LSTM(8)), keras.layers.Dense(1)]
+    )
+    history = lstmcore.train(
+        model,
+        (inputs, targets),
+        loss="mse",
+        steps=60,
+        batch_size=16,
+        learning_rate=1e-2,
+        logdir=str(tmp_path),
+        progress=False,
+        probe_every=None,
+        check=False,
+    )
+    losses = np.asarray(history["loss"])
+    assert np.all(np.isfinite(losses)) and losses[-10:].mean() < 0.5 * losses[:10].mean()
 
 
 def test_dropout_changes_training_outputs_only():
