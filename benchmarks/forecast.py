@@ -21,6 +21,7 @@ Usage:
     python -m benchmarks.forecast                       # every series, all modes, seeds 0 1 2
     python -m benchmarks.forecast --modes window_norm --seeds 0
     python -m benchmarks.forecast --smoke               # a synthetic series, a few steps
+    python -m benchmarks.forecast --table-from a.jsonl b.jsonl --out results/x   # merge
 """
 
 from __future__ import annotations
@@ -194,7 +195,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results", "forecast_cpu2core"))
     parser.add_argument("--smoke", action="store_true", help="a synthetic series, 5 steps")
+    parser.add_argument(
+        "--table-from",
+        nargs="+",
+        default=None,
+        metavar="JSONL",
+        help="train nothing: write the table of these JSON-lines results to --out.md",
+    )
     args = parser.parse_args(argv)
+    if args.table_from:
+        rows = []
+        for path in args.table_from:
+            with open(path) as handle:
+                rows += [json.loads(line) for line in handle if line.strip()]
+        commands = sorted({row["command"] for row in rows})
+        lines = [line for line in common.environment_lines(rows[0]) if "Command" not in line]
+        lines += [f"- Command: `{command}`" for command in commands]
+        with open(args.out + ".md", "w") as handle:
+            handle.write("\n".join(lines + [""] + summarise(rows)) + "\n")
+        return
     common.select_device("cpu")
     command = "python -m benchmarks.forecast " + " ".join(argv if argv is not None else [])
     env = common.environment(command)

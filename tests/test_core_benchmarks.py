@@ -23,3 +23,12 @@ def test_probe_cost_smoke_measures_a_probe_call():
 def test_preflight_measures_the_scan_against_an_epoch():
     result = preflight.main(["--windows", "256", "--shape", "8", "5", "3", "4"])
     assert 0 < result["scan_share_of_epoch"]
+
+
+def test_forecast_benchmark_smoke_runs_the_cli_and_tabulates(capsys):
+    from benchmarks import forecast
+
+    forecast.main(["--smoke", "--modes", "window_norm", "--seeds", "0"])
+    out = capsys.readouterr().out
+    assert "| smoke | 240 | 17 | 12 | window_norm | 1 |" in out
+    assert "test: model" in out
