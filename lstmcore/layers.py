@@ -142,7 +142,8 @@ class LSTM(keras.layers.LSTM):
     - `kernel="auto"`: "cudnn" when a GPU is visible and `use_cudnn` is not False, else "cpu".
       On cuDNN, a batch whose mask cuDNN cannot take (not right-padded, or a row with no real
       step) runs on the "reference" kernel instead (`tf.cond`, per batch).
-    - `kernel="reference" | "cpu" | "xla" | "cudnn"`: that kernel.
+    - `kernel="reference" | "cpu" | "xla" | "cudnn"`: that kernel, unless an option rules
+      it out (below).
     - Options no lstmcore kernel implements (an activation other than tanh, a recurrent
       activation other than sigmoid, `unroll=True`) run Keras's own generic loop (kernel_name
       "keras"), exactly as `keras.layers.LSTM` computes them. Per call, training with
@@ -173,9 +174,9 @@ class LSTM(keras.layers.LSTM):
         `name`, `dtype`, `trainable`, ...).
 
     Raises:
-      ValueError: for an unknown `kernel`; for `kernel="cudnn"` without a GPU, with an option
-        cuDNN cannot honour, or with `use_cudnn=False`. (As in Keras, `use_cudnn=True` where
-        cuDNN cannot run raises when the layer is called, not when it is made.)
+      ValueError: for an unknown `kernel`; for `kernel="cudnn"` without a GPU or with
+        `use_cudnn=False`. (As in Keras, `use_cudnn=True` where cuDNN cannot run raises when
+        the layer is called, not when it is made.)
     """
 
     def __init__(
@@ -291,10 +292,10 @@ class LSTM(keras.layers.LSTM):
         if requested not in ("auto", "cudnn"):
             cudnn_blockers.append(f"kernel={requested!r} was requested")
         refusal = "; ".join(cudnn_blockers) or None
-        if requested == "cudnn" and refusal:
+        if requested == "cudnn" and not gpu:
             raise ValueError(
-                f"kernel='cudnn' cannot run this layer: {refusal}. Use kernel='auto' (or "
-                "'cpu') to run the kernel that can."
+                "kernel='cudnn' cannot run this layer: no GPU is visible "
+                "(tf.config.list_logical_devices('GPU') is empty). Use kernel='auto' or 'cpu'."
             )
         if blockers:
             return (

@@ -216,3 +216,14 @@ def test_explicit_cudnn_requests_keep_cudnn_errors_for_bad_masks(fake_gpu):
         assert "masks cuDNN cannot take" not in layer.kernel_report()
         with pytest.raises(ValueError, match="right-padded"):
             layer(inputs, mask=left_padded)
+
+
+def test_cudnn_request_moves_to_a_kernel_that_honours_each_option(fake_gpu):
+    unrolled = LSTM(3, kernel="cudnn", unroll=True)
+    assert unrolled.kernel_name == "keras" and "unroll=True" in unrolled.kernel_report()
+    assert unrolled.supports_jit
+    dropped = LSTM(3, kernel="cudnn", recurrent_dropout=0.2)
+    assert dropped.kernel_name == "cudnn" and not dropped.supports_jit
+    assert "training calls run Keras's generic loop (recurrent_dropout=0.2" in (
+        dropped.kernel_report()
+    )

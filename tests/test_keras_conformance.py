@@ -74,6 +74,7 @@ def conformance_classes():
     for kernel in KERNEL_NAMES:
         for filename in KERAS_TEST_FILES:
             module = load_with_lstm(os.path.join(KERAS_TEST_DIR, filename), kernel)
+            MODULES[kernel, filename] = module
             for case_name, case in vars(module).items():
                 if not (isinstance(case, type) and issubclass(case, unittest.TestCase)):
                     continue
@@ -92,6 +93,7 @@ def conformance_classes():
     return classes, None
 
 
+MODULES = {}
 CLASSES, SKIP_REASON = conformance_classes()
 globals().update(CLASSES)
 
@@ -108,3 +110,7 @@ def test_every_kernel_has_keras_lstm_and_bidirectional_tests():
         names = [n for n in CLASSES if n.endswith(f"_{kernel}")]
         assert any(n.startswith("LSTMTest_lstm") for n in names), names
         assert any("_bidirectional_" in n for n in names), names
+        expected = ("cudnn" if kernels.gpu_available() else "cpu") if kernel == "auto" else kernel
+        for filename in KERAS_TEST_FILES:
+            substitute = MODULES[kernel, filename].layers.LSTM
+            assert issubclass(substitute, LSTM) and substitute(2).kernel_name == expected
