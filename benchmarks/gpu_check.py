@@ -56,7 +56,7 @@ ADDING = {
         "seeds": [0],
         "units": 128,
         "batch": 64,
-        "train_steps": 3000,
+        "train_steps": 2000,
         "learning_rate": 1e-3,
         "eval_samples": 1024,
         "train_samples": 16384,
@@ -108,9 +108,10 @@ def plan(out: str, *, dry_run: bool) -> list[Stage]:
     stages = [
         Stage(
             "tests",
-            [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *test_files]
-            + [f"--junitxml={os.path.join(out, 'tests', 'junit.xml')}"],
-            limit_s=120,
+            # The fast tier: every GPU test is in it; the slow tier adds CPU-kernel repeats.
+            [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+            + [*test_files, f"--junitxml={os.path.join(out, 'tests', 'junit.xml')}"],
+            limit_s=110,
         ),
         Stage(
             "throughput",
@@ -119,21 +120,21 @@ def plan(out: str, *, dry_run: bool) -> list[Stage]:
             + ["--implementations", *THROUGHPUT_IMPLEMENTATIONS]
             + ["--warmup-steps", "1" if dry_run else "3", "--rounds", "2" if dry_run else "3"]
             + ["--out", os.path.join(out, "throughput")],
-            limit_s=240,
+            limit_s=210,
         ),
         Stage(
             "vanishing",
             [python, "-m", "benchmarks.gpu_check", "--stage", "vanishing", "--device", device]
             + ["--out", os.path.join(out, "vanishing")]
             + (["--dry-run"] if dry_run else []),
-            limit_s=60,
+            limit_s=50,
         ),
         Stage(
             "adding",
             [python, "-m", "benchmarks.gpu_check", "--stage", "adding", "--device", device]
             + ["--out", os.path.join(out, "adding")]
             + (["--dry-run"] if dry_run else []),
-            limit_s=60,
+            limit_s=110,
         ),
     ]
     return stages

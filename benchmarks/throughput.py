@@ -354,7 +354,9 @@ def measure(
     children = {}
     try:
         if with_torch:
-            for name, threads in TORCH_THREADS.items():
+            # The thread count matters to PyTorch's CPU kernels only; on a GPU one child will do.
+            torch_threads = TORCH_THREADS if device == "cpu" else {"pytorch": None}
+            for name, threads in torch_threads.items():
                 children[name] = TorchChild(
                     problem, device=device, warmup=warmup, min_block=min_block, threads=threads
                 )
