@@ -161,7 +161,7 @@ def score(
     """
     loss_fn = probes_lib.as_loss_fn(loss, name="loss")
     y = np.asarray(targets, np.float32)
-    y = y[:, None] if y.ndim == 1 else y
+    y = y.reshape(len(y), -1)  # per-step targets [W, T, C] are scored flattened, as predictions
     report = data_report or {}
     horizon = int(report.get("horizon") or 1)
     if season is None:
@@ -184,11 +184,22 @@ def score(
     if len(y) == 0:
         result.update(ratios={}, notes=["no windows to score"])
         return result
+    model_outputs = None if model is None else model_predictions(model, inputs)
+    if model_outputs is not None and model_outputs.shape != y.shape:
+        # A classifier's probabilities [W, K] against labels [W, 1]: no naive forecast.
+        result.update(
+            ratios={},
+            notes=[
+                f"naive baselines need outputs shaped like the targets {y.shape[1:]}; the "
+                f"model's are {model_outputs.shape[1:]}"
+            ],
+        )
+        return result
     for name in BASELINES:
         if name in predictions:
             result[name] = _loss(loss_fn, y, predictions[name])
-    if model is not None:
-        result["model"] = _loss(loss_fn, y, model_predictions(model, inputs))
+    if model_outputs is not None:
+        result["model"] = _loss(loss_fn, y, model_outputs)
     result["ratios"] = {
         name: (result["model"] / result[name] if result[name] > 0 else math.inf)
         for name in BASELINES
@@ -321,13 +332,16 @@ def report_after_training(
             "notes": ["data is a tf.data.Dataset: pass NumPy arrays to score the baselines"],
         }
     else:
-        result = score(
-            model,
-            *arrays,
-            loss,
-            data_report=data_report,
-            train_targets=None if train_arrays is None else train_arrays[1],
-        )
+        try:
+            result = score(
+                model,
+                *arrays,
+                loss,
+                data_report=data_report,
+                train_targets=None if train_arrays is None else train_arrays[1],
+            )
+        except Exception as error:  # noqa: BLE001 - scoring must never cost the user the run
+            result = {"model": None, "notes": [f"scoring failed: {type(error).__name__}: {error}"]}
         result["split"] = split
     line = skill_line(split, result)
     warning = verdict(split, result)

@@ -143,3 +143,15 @@ def test_baselines_score_the_same_in_every_target_form(mode):
             rtol=1e-4,
             atol=1e-4,
         )
+
+
+def test_a_classifier_gets_no_naive_forecast_but_a_clear_note():
+    x = np.random.default_rng(0).normal(size=(16, 5, 2)).astype(np.float32)
+    y = (x[:, -1, 0] > 0).astype(np.int64)
+    model = keras.Sequential(
+        [keras.Input((5, 2)), keras.layers.LSTM(4), keras.layers.Dense(2, activation="softmax")]
+    )
+    result = baselines.score(model, x, y, "sparse_categorical_crossentropy")
+    assert result["model"] is None and result["ratios"] == {}
+    assert "need outputs shaped like the targets (1,); the model's are (2,)" in result["notes"][0]
+    assert baselines.skill_line("validation", result).startswith("validation: no model score")
