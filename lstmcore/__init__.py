@@ -27,6 +27,8 @@ _MODULES = (
     "kernels",
     "models",
     "diagnosis",
+    "initializers",
+    "interventions",
     "probes",
     "keras",
 )

@@ -28,6 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lstmcore import baselines as baselines_lib
+from lstmcore import interventions as interventions_lib
 from lstmcore import probes as probes_lib
 from lstmcore import runs as runs_lib
 from lstmcore import writer as writer_lib
@@ -51,6 +53,15 @@ COLLAPSE_STD_RATIO = 0.1  # prediction std below 10% of the target std: collapse
 LINEAR_SIGNAL = 0.8  # a linear fit below 80% of the mean baseline: there is signal to learn
 SHORT_HORIZON = 0.25  # memory horizon below a quarter of the window
 PROBE_SAMPLES = 64
+SMALL_UNITS = 8  # an LSTM with fewer units is a capacity suspect when the model fails
+DEFAULT_BUDGET = 0.2  # trials share a fifth of the run's steps (each 40..300 steps)
+
+# Scores: a confirmed cause above a structural one of the same kind's evidence, a suspected
+# cause above the symptom, no_signal above the suspects it rules out.
+CONFIRMED_SCORE = 0.9
+NO_SIGNAL_SCORE = 0.6
+SUSPECTED_SCORE = 0.55
+SYMPTOM_SCORE = 0.4
 
 ADAPTIVE_OPTIMIZERS = ("adam", "adamw", "rmsprop", "nadam", "adagrad", "adamax", "lion")
 CAUSES = (
@@ -68,6 +79,25 @@ CAUSES = (
     "unnormalised_targets",
     "initial_loss_high",
     "constant_feature",
+    "learning_rate_too_high",
+    "distribution_shift",
+    "worse_than_persistence",
+    "no_signal",
+    "signal_not_learned",
+)
+# Causes found by a structural check (data, run configuration), not by trying a fix.
+STRUCTURAL_CAUSES = (
+    "nonfinite_data",
+    "unnormalised_inputs",
+    "target_in_inputs",
+    "lookahead_leak",
+    "batch_leak",
+    "window_overlap",
+    "scaler_not_train_only",
+    "learning_rate_too_low",
+    "too_little_data",
+    "unnormalised_targets",
+    "constant_feature",
 )
 
 
@@ -82,6 +112,10 @@ class Finding:
       evidence: the measured numbers, in words.
       fix: what to change, concretely.
       score: 0..1; findings are ranked by it (causes above symptoms).
+      confirmed: True when the fix was tried on a copy and clearly beat the unchanged copy,
+        False when it was tried and did not, None when it was not tried (structural checks).
+      strength: how strongly the evidence points at this cause (the loss reduction its fix
+        gave, or the size of the measured effect); breaks ties between equal scores.
     """
 
     code: str
@@ -90,6 +124,8 @@ class Finding:
     evidence: str
     fix: str
     score: float
+    confirmed: bool | None = None
+    strength: float = 0.0
 
     @property
     def severity(self) -> str:
@@ -101,12 +137,16 @@ class Finding:
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
-    """Findings sorted by score, highest first; one finding per code (the highest)."""
+    """Findings sorted by score, highest first; one finding per code (the highest).
+
+    Equal scores are ordered by `strength` (the measured size of the effect), then by code,
+    never by the order the checks ran in.
+    """
     best: dict[str, Finding] = {}
     for finding in findings:
         if finding.code not in best or finding.score > best[finding.code].score:
             best[finding.code] = finding
-    return sorted(best.values(), key=lambda f: -f.score)
+    return sorted(best.values(), key=lambda f: (-f.score, -f.strength, f.code))
 
 
 def format_findings(findings: list[Finding]) -> str:
@@ -248,7 +288,13 @@ def check_scale(inputs, targets=None, *, feature_names=None) -> list[Finding]:
 
 
 def check_target_in_inputs(
-    inputs, targets, *, last_steps: int | None = 1, feature_names=None, max_samples: int = 2000
+    inputs,
+    targets,
+    *,
+    last_steps: int | None = 1,
+    feature_names=None,
+    max_samples: int = 2000,
+    per_step: bool | None = None,
 ) -> list[Finding]:
     """A copy of a target inside the input window (look-ahead leakage in the features).
 
@@ -267,10 +313,20 @@ def check_target_in_inputs(
       last_steps: how many of the last input steps to check; None for all.
       feature_names: F names for the evidence.
       max_samples: use at most this many windows.
+      per_step: targets are one per input step (`[N, T, K]`, a sequence-to-sequence model);
+        None decides from the shapes. Then every step is checked, and the target of step `t`
+        is leaked only by an input at a step up to `t`: the next value as the target of step
+        `t` is the standard causal setup, not a leak (a model that reads later steps is
+        caught by `check_lookahead`).
 
     Returns:
       A `target_in_inputs` finding, or nothing.
     """
+    raw_targets = np.asarray(targets)
+    if per_step is None:
+        per_step = raw_targets.ndim == 3 and raw_targets.shape[1] == np.shape(inputs)[1]
+    if per_step:
+        last_steps = None
     x, y = _as_arrays(inputs, targets)
     x, y = x[:max_samples], y[:max_samples]
     if len(x) < 10:
@@ -287,7 +343,12 @@ def check_target_in_inputs(
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = (xs.T @ ys) / np.outer(x_norm, y_norm)
     corr = np.where(valid, corr, 0.0)
-    hits = np.argwhere(np.abs(corr) >= LEAK_CORRELATION)
+    leaked = np.abs(corr) >= LEAK_CORRELATION
+    if per_step:
+        target_step = np.arange(y.shape[1]) // max(y.shape[1] // steps, 1)
+        input_step = np.arange(steps * features) // features + first_step
+        leaked &= input_step[:, None] <= target_step[None, :]
+    hits = np.argwhere(leaked)
     if not hits.size:
         return []
     names = (
@@ -565,8 +626,7 @@ def check_capacity(
     baseline = probes_lib.baseline_loss(y, fn)
     if baseline <= 0 or len(x) < 2:
         return []
-    replica = keras.models.clone_model(model)
-    replica(x[:1])
+    replica = interventions_lib.copy_model(model, sample_input=x)
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(replica.trainable_variables)
     x_const, y_const = tf.constant(x), tf.constant(y)
@@ -699,8 +759,13 @@ def check_data(
         return rank(found)
     found += check_scale(x, y, feature_names=feature_names)
     if y is not None:
+        raw = np.asarray(targets)
         found += check_target_in_inputs(
-            x, y, last_steps=None if windowed is not None else 1, feature_names=feature_names
+            x,
+            y,
+            last_steps=None if windowed is not None else 1,
+            feature_names=feature_names,
+            per_step=raw.ndim == 3 and raw.shape[1] == x.shape[1],
         )
     if windowed is not None:
         rows = _scaled_train_rows(windowed)
@@ -714,7 +779,7 @@ def check_data(
     if validation_inputs is not None:
         found += check_shared_rows(x, validation_inputs)
     if model is not None:
-        model(x[:1].astype(np.float32))
+        check_model_on_data(model, x, y)
         parameters = int(sum(np.prod(v.shape) for v in model.trainable_variables))
         found += check_data_size(len(x), parameters)
         found = _add_saturation_evidence(found, model, x, y, loss)
@@ -726,6 +791,37 @@ def check_data(
     else:
         found += check_data_size(len(x), 0)
     return rank(found)
+
+
+def check_model_on_data(model, inputs, targets) -> None:
+    """Raises `train`'s own clear ValueError when the model does not fit the data's shapes.
+
+    Input steps and features against the model's declared input, a call on two samples, one
+    output tensor, and predictions shaped like the targets (`lstmcore.keras.check_model_on_data`).
+    """
+    from lstmcore.keras import check_model_on_data as check_shapes
+
+    x = np.asarray(inputs, np.float32)
+    if targets is None:
+        model(x[:1])
+        return
+    y = np.asarray(targets, np.float32)
+    check_shapes(
+        model, (x[:2], y[:2].reshape(len(y[:2]), *model_output_tail(model, x, y))), name="data"
+    )
+
+
+def model_output_tail(model, x, y):
+    # Targets arrive flattened to [N, K] here; give them back the model's per-sample shape when
+    # the sizes agree, so that only a real mismatch is reported.
+    with_shape = getattr(model, "output_shape", None)
+    if (
+        isinstance(with_shape, tuple)
+        and all(d is not None for d in with_shape[1:])
+        and int(np.prod(with_shape[1:])) == int(np.prod(y.shape[1:]))
+    ):
+        return tuple(with_shape[1:])
+    return tuple(y.shape[1:])
 
 
 def _add_saturation_evidence(found, model, x, y, loss):
@@ -896,6 +992,39 @@ def ridge_baseline(train_x, train_y, test_x, test_y, *, l2: float = 1e-3) -> flo
     return float(np.mean((b @ weights + y_mean - vy) ** 2))
 
 
+def random_features_baseline(
+    train_x, train_y, test_x, test_y, *, features: int = 512, l2: float = 1e-2, seed: int = 0
+) -> float:
+    """Held-out MSE of a nonlinear learner: ridge on random ReLU features of the flattened window.
+
+    `z = relu(a W + b)` with `W ~ N(0, 1 / d)` on the standardised flattened windows `a`
+    (`d = T * F`, at most the last 2048 values), then ridge regression from `z` to the targets.
+    It needs no training loop and catches products and thresholds a linear model misses.
+
+    Args:
+      train_x, test_x: `[N, T, F]` windows.
+      train_y, test_y: `[N, K]` targets.
+      features: random features.
+      l2: ridge penalty relative to the number of training samples.
+      seed: draw of the random projection.
+
+    Returns:
+      The mean squared error on `test_x`, `test_y`.
+
+    References:
+      Rahimi and Recht, "Random features for large-scale kernel machines", NIPS 2007.
+    """
+    a = np.asarray(train_x, np.float64).reshape(len(train_x), -1)[:, -2048:]
+    b = np.asarray(test_x, np.float64).reshape(len(test_x), -1)[:, -2048:]
+    mu, sd = a.mean(axis=0), a.std(axis=0) + 1e-12
+    a, b = (a - mu) / sd, (b - mu) / sd
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0.0, 1.0 / math.sqrt(a.shape[1]), size=(a.shape[1], features))
+    offset = rng.uniform(-1.0, 1.0, size=features)
+    za, zb = np.maximum(a @ weights + offset, 0), np.maximum(b @ weights + offset, 0)
+    return ridge_baseline(za[:, :, None], train_y, zb[:, :, None], test_y, l2=l2)
+
+
 def _held_out(tx, ty, vx, vy):
     if vx is not None and len(vx) >= 10:
         return tx, ty, vx, vy
@@ -903,91 +1032,612 @@ def _held_out(tx, ty, vx, vy):
     return tx[:cut], ty[:cut], tx[cut:], ty[cut:]
 
 
-def check_fit(model, train, held_out, loss="mse", *, found_causes=()) -> list[Finding]:
-    """Whether the model beats the mean on held-out windows, and what that means.
+def _number(value, spec: str = ".3g") -> str:
+    """A number for evidence text; "n/a" for NaN, "inf" for infinity (never "nan")."""
+    value = float(value)
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return format(value, spec)
+
+
+def check_failed(check: str, error: BaseException | str) -> Finding:
+    """The finding for a check that could not run: its name and the reason, never a crash."""
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return Finding(
+        "check_failed",
+        f"A diagnosis check could not run: {check}",
+        "The diagnosis skips a check it cannot run rather than stop; its question stays open.",
+        f"{check}: {str(reason)[:400]}",
+        "Read the reason; if it names the data or model, fix that and run diagnose again.",
+        0.3,
+    )
+
+
+def _guard(check: str, function, *args, **kwargs) -> list[Finding]:
+    try:
+        return list(function(*args, **kwargs))
+    except Exception as error:  # noqa: BLE001 - a failing check becomes a finding
+        return [check_failed(check, error)]
+
+
+def check_instability(history: dict) -> Finding | None:
+    """A learning rate too high: the loss rose, oscillated or went non-finite (suspected only).
+
+    From the per-step arrays of a run: non-finite steps that were skipped; the mean loss of
+    the last tenth of the steps above twice the best tenth's (the loss went back up); the
+    median step-to-step change of the loss above a factor of 2.5 in the second half
+    (oscillation); the global gradient norm in the second half at 10x or more its first
+    steps' and clipped on most steps (exploding gradients).
+
+    Returns:
+      A `learning_rate_too_high` finding (not yet confirmed), or None.
+    """
+    losses = np.asarray(history.get("loss", []), np.float64)
+    if losses.size < 20:
+        return None
+    finite = losses[np.isfinite(losses)]
+    reasons = []
+    skipped = np.asarray(history.get("skipped", []), np.float64)
+    if skipped.size and skipped.sum() > 0 or finite.size < losses.size:
+        reasons.append(
+            f"{int(max(skipped.sum() if skipped.size else 0, losses.size - finite.size))} "
+            "non-finite step(s)"
+        )
+    if finite.size >= 20:
+        blocks = np.array([b.mean() for b in np.array_split(finite, 10)])
+        if blocks[-1] > 2.0 * blocks.min() and blocks.min() < blocks[0]:
+            reasons.append(
+                f"the loss went back up: last tenth {_number(blocks[-1], '.4g')} vs best tenth "
+                f"{_number(blocks.min(), '.4g')}"
+            )
+        half = finite[finite.size // 2 :]
+        positive = half[half > 0]
+        if positive.size > 10:
+            jumps = np.abs(np.diff(np.log(positive)))
+            if np.median(jumps) > math.log(2.5):
+                reasons.append(
+                    f"the loss oscillates: median step-to-step change x{math.exp(np.median(jumps)):.1f} "
+                    f"in the second half (between {_number(np.percentile(half, 5), '.3g')} and "
+                    f"{_number(np.percentile(half, 95), '.3g')})"
+                )
+    norms = np.asarray(history.get("grad_norm_before_clip", []), np.float64)
+    clipped = np.asarray(history.get("clipped", []), np.float64)
+    if norms.size >= 20 and np.isfinite(norms).any():
+        early = np.nanmedian(norms[: max(5, norms.size // 20)])
+        late = np.nanmedian(norms[norms.size // 2 :])
+        if early > 0 and late > 10 * early and clipped.size and clipped.mean() > 0.5:
+            reasons.append(
+                f"gradient norm grew from {_number(early)} to {_number(late)} (median), "
+                f"clipped on {clipped.mean():.0%} of steps"
+            )
+    if not reasons:
+        return None
+    lr = np.asarray(history.get("learning_rate", []), np.float64)
+    rate = f" at learning rate {_number(lr.max())}" if lr.size else ""
+    return Finding(
+        "learning_rate_too_high",
+        "The learning rate is too high (unstable or exploding training)",
+        "Steps that are too large overshoot: the loss jumps around instead of descending and "
+        "the weights settle where the output barely depends on the input.",
+        f"training{rate}: " + "; ".join(reasons) + ".",
+        "Lower the learning rate tenfold (lstmcore.train(..., learning_rate=...)), keep "
+        "clip_norm=1.0 and add warmup_steps.",
+        SUSPECTED_SCORE,
+        confirmed=None,
+        strength=0.0,
+    )
+
+
+def check_shift(train_targets, held_out_targets) -> Finding | None:
+    """Held-out targets outside the training range, or their level moved (suspected only).
+
+    Flagged when more than a quarter of the held-out target values fall outside
+    `[min, max]` of the training targets, or their mean lies more than 1.5 training standard
+    deviations from the training mean.
+    """
+    ty = np.asarray(train_targets, np.float64).reshape(len(train_targets), -1)
+    vy = np.asarray(held_out_targets, np.float64).reshape(len(held_out_targets), -1)
+    if len(ty) < 10 or len(vy) < 10:
+        return None
+    low, high = ty.min(axis=0), ty.max(axis=0)
+    outside = float(np.mean((vy < low) | (vy > high)))
+    sd = ty.std(axis=0)
+    moved = np.abs(vy.mean(axis=0) - ty.mean(axis=0)) / np.where(sd > 0, sd, np.inf)
+    moved = float(moved.max())
+    if outside <= 0.25 and moved <= 1.5:
+        return None
+    return Finding(
+        "distribution_shift",
+        "The held-out targets lie outside what training saw (distribution shift)",
+        "A model trained on one level of the series meets values it never saw: its saturated "
+        "gates and output layer cannot extrapolate, so it predicts the edge of the training "
+        "range.",
+        f"{outside:.0%} of held-out target values lie outside the training range "
+        f"[{_number(low.min(), '.4g')}, {_number(high.max(), '.4g')}]; the held-out mean is "
+        f"{moved:.2f} training standard deviations from the training mean.",
+        "Predict the change from the last value: lstmcore.models.forecaster(..., "
+        "target_mode='change', target_features=[...]) or `lstmcore train --target-mode change`; "
+        "or difference the series before windowing.",
+        SUSPECTED_SCORE,
+        strength=min(outside + moved, 10.0),
+    )
+
+
+def infer_target_features(inputs, targets, data_report=None) -> tuple[list[int] | None, int]:
+    """Where each target column sits among the input features, and the horizon.
+
+    From the data report when given (`lstmcore.data.WindowedData.to_dict()`); otherwise, for
+    one-column targets, the feature whose last value in window `i + 1` equals window `i`'s
+    target for at least 90% of consecutive windows (a series cut into stride-1 windows).
+    """
+    if data_report:
+        features = baselines_lib.target_feature_indices(data_report)
+        return features, int(data_report.get("horizon") or 1)
+    x = np.asarray(inputs, np.float64)
+    y = np.asarray(targets, np.float64).reshape(len(targets), -1)
+    if y.shape[1] != 1 or len(x) < 10:
+        return None, 1
+    scale = np.abs(y).max() + 1e-12
+    for f in range(x.shape[-1]):
+        same = np.abs(x[1:, -1, f] - y[:-1, 0]) <= 1e-5 * scale
+        if same.mean() >= 0.9:
+            return [f], 1
+    return None, 1
+
+
+def _persistence_loss(fn, vx, vy, features, horizon) -> float | None:
+    if not features or vy.shape[1] != horizon * len(features):
+        return None
+    last = np.tile(vx[:, -1, features], (1, horizon)).astype(np.float32)
+    return float(probes_lib.mean_loss(fn, tf.constant(vy), tf.constant(last)))
+
+
+def _trial_setting(params: dict, model) -> interventions_lib.Setting:
+    optimizer = str(params.get("optimizer", "adam")).lower()
+    if optimizer not in ("adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad", "adamax", "lion"):
+        optimizer = "adam"
+    rate = params.get("learning_rate")
+    rate = float(rate) if isinstance(rate, (int, float)) and rate > 0 else 1e-3
+    clip_norm = params.get("clip_norm", 1.0) if params.get("clip", "global_norm") else None
+    return interventions_lib.Setting(
+        learning_rate=rate,
+        optimizer=optimizer,
+        clip_norm=float(clip_norm) if clip_norm else None,
+        batch_size=int(params.get("batch_size") or 32),
+    )
+
+
+def _trial_steps(budget, run_steps: int, trials: int) -> int:
+    if isinstance(budget, bool):
+        raise ValueError(  # noqa: TRY004 - a ValueError like every other argument error
+            f"budget must be a fraction in (0, 1] or a number of steps; got {budget!r}"
+        )
+    if budget is None:
+        budget = DEFAULT_BUDGET
+    if isinstance(budget, float) and 0 < budget <= 1:
+        if not run_steps:
+            return interventions_lib.TRIAL_STEPS
+        steps = int(budget * run_steps / max(trials, 1))
+        return int(
+            np.clip(steps, interventions_lib.TRIAL_MIN_STEPS, interventions_lib.TRIAL_MAX_STEPS)
+        )
+    if isinstance(budget, (int, float)) and budget >= 0 and float(budget).is_integer():
+        return int(budget)
+    raise ValueError(
+        f"budget must be a fraction of the run's steps in (0, 1] or a whole number of steps per "
+        f"trial (0: try no fix); got {budget!r}"
+    )
+
+
+# Each kind's wording when its fix confirmed it (title, fix), with {fix} from the trial.
+_CONFIRMED = {
+    "vanishing_gradients": (
+        "The signal is in the data but the gradient does not reach it (vanishing gradients)",
+        (
+            "Chrono initialisation with clipping and warmup: keras.layers.LSTM(units, "
+            "unit_forget_bias=False, bias_initializer=lstmcore.initializers.Chrono(max_lag={steps})) "
+            "and lstmcore.train(..., clip='global_norm', clip_norm=1.0, warmup_steps=<10% of the "
+            "steps>); train for several thousand steps on long windows."
+        ),
+        (
+            "The LSTM's gradient fades within a few steps of the window's end, so the early steps "
+            "that carry the signal never shape the weights; a fresh copy whose forget gates start "
+            "open (chrono) learns where the unchanged copy does not."
+        ),
+    ),
+    "too_little_capacity": (
+        "The model is too small for the signal (capacity)",
+        (
+            "Use more units: keras.layers.LSTM(units={units4}) (4x), or models.forecaster("
+            "units={units4})."
+        ),
+        "A copy with four times the LSTM units learns what this one cannot.",
+    ),
+    "learning_rate_too_high": (
+        "The learning rate is too high (unstable or exploding training)",
+        (
+            "lstmcore.train(..., learning_rate={rate10}) (a tenth), keep clip_norm=1.0, and add "
+            "warmup_steps."
+        ),
+        (
+            "Steps that are too large overshoot; the same copy with a tenth of the learning rate "
+            "descends."
+        ),
+    ),
+    "learning_rate_too_low": (
+        "The learning rate is too small to change the weights",
+        "lstmcore.train(..., learning_rate={rate_up}).",
+        "The weights barely moved; the same copy with a larger learning rate learns.",
+    ),
+    "distribution_shift": (
+        "The held-out targets lie outside what training saw (distribution shift)",
+        (
+            "Predict the change from the last value: lstmcore.models.forecaster(..., "
+            "target_mode='change', target_features={features}) or `lstmcore train --target-mode "
+            "change`."
+        ),
+        (
+            "A model trained on one level of the series cannot extrapolate to another; predicting "
+            "the change from the last value is level-free."
+        ),
+    ),
+    "worse_than_persistence": (
+        "The model forecasts worse than repeating the last value (persistence)",
+        (
+            "Predict the change from the last value: lstmcore.models.forecaster(..., "
+            "target_mode='change', target_features={features}) or `lstmcore train --target-mode "
+            "change`; or use persistence itself."
+        ),
+        (
+            "The naive forecast 'next = last' beats the model on held-out windows; a copy that "
+            "predicts the change from the last value does better."
+        ),
+    ),
+    "unnormalised_targets": (
+        "Targets are not normalised",
+        (
+            "Scale the targets with training-split statistics and map predictions back "
+            "(WindowedData.inverse_transform_targets), or lstmcore.data.windows(..., "
+            "normalize='train')."
+        ),
+        (
+            "With targets far from unit scale the output layer must first learn a large bias and "
+            "gain; a copy that learns standardised targets does better."
+        ),
+    ),
+    "unnormalised_inputs": (
+        "Inputs are not normalised",
+        (
+            "Standardise every feature with mean and std from the training split only: "
+            "lstmcore.data.windows(series, ..., normalize='train'), or "
+            "lstmcore.data.fit_scaler(train_rows).transform(values)."
+        ),
+        "Large inputs saturate the gates; a copy fed standardised inputs learns.",
+    ),
+}
+
+
+def _suspected(code: str, evidence: str, context: dict) -> Finding:
+    title, fix, cause = _CONFIRMED[code]
+    return Finding(
+        code,
+        title + " (suspected)",
+        cause,
+        evidence,
+        fix.format(**context),
+        SUSPECTED_SCORE,
+        confirmed=None,
+    )
+
+
+def check_fit(
+    model,
+    train,
+    held_out,
+    loss="mse",
+    *,
+    found=(),
+    history: dict | None = None,
+    params: dict | None = None,
+    data_report: dict | None = None,
+    budget=None,
+) -> list[Finding]:
+    """Whether the model beats the naive forecasts on held-out windows, and why not.
+
+    Symptoms: `collapsed_predictions` or `no_better_than_mean` (against the training mean),
+    `worse_than_persistence` (against the last observed value, when the target is an input).
+    When there is one, each suspected cause is tried on a copy (`lstmcore.interventions`):
+    the unchanged copy and one copy per fix train for the same number of steps; a fix that
+    clearly beats the unchanged copy confirms its cause. `no_signal` needs every learner to
+    fail: the trained LSTM, every copy tried, a linear model and a random-feature model.
 
     Args:
       model: the trained model.
-      train: `(inputs, targets)` training windows (for the mean and the linear fit).
-      held_out: `(inputs, targets)` validation windows.
+      train: `(inputs, targets)` training windows.
+      held_out: `(inputs, targets)` held-out windows.
       loss: a Keras loss name or callable.
-      found_causes: codes of causes already found (a symptom then points at them).
+      found: findings already made (data checks, run checks); causes among them are tried.
+      history: the run's per-step arrays (for the instability check and the budget).
+      params: the run's configuration (optimizer, learning rate, clipping, batch size).
+      data_report: `WindowedData.to_dict()`, for where the target sits among the inputs.
+      budget: trial budget (see `diagnose`).
 
     Returns:
-      Up to two findings: the symptom (`collapsed_predictions` or `no_better_than_mean`) and,
-      when no other cause was found, either `vanishing_gradients` (a linear model finds
-      signal the LSTM misses, and its gradient does not reach back) or `no_signal`.
+      Findings for `found`'s causes (confirmed or demoted to suspected) and the new ones.
     """
+    history, params = history or {}, params or {}
+    fn = probes_lib.as_loss_fn(loss)
     tx, ty = (np.asarray(a, np.float32) for a in train)
     vx, vy = (np.asarray(a, np.float32) for a in held_out)
     ty, vy = ty.reshape(len(ty), -1), vy.reshape(len(vy), -1)
+    # First the cheap look (predictions only): a healthy run stops here.
+    scored_x, scored_y = vx[:1024], vy[:1024]
+    predictions = baselines_lib.model_predictions(model, scored_x)
+    model_loss_all = float(
+        probes_lib.mean_loss(fn, tf.constant(scored_y), tf.constant(predictions))
+    )
+    mean_loss_all = probes_lib.baseline_loss(scored_y, fn, constant=ty.mean(axis=0))
+    ratio = model_loss_all / mean_loss_all if mean_loss_all > 0 else math.inf
+    target_std = float(scored_y.std())
+    spread = float(predictions.std(axis=0).mean()) / target_std if target_std > 0 else math.nan
+    steps = tx.shape[1]
+    features, forecast_horizon = infer_target_features(tx, ty, data_report)
+    persistence = _persistence_loss(fn, scored_x, scored_y, features, forecast_horizon)
+    persistence_ratio = (
+        model_loss_all / persistence if persistence is not None and persistence > 0 else None
+    )
+    collapsed = bool(np.isfinite(spread) and spread < COLLAPSE_STD_RATIO and ratio >= 0.9)
+    no_better = ratio >= NO_BETTER_THAN_MEAN
+    loses_to_persistence = persistence_ratio is not None and persistence_ratio >= 1.0
+    if not (collapsed or no_better or loses_to_persistence):
+        return list(found)
     values = probes_lib.make_probes(
         model, vx[: PROBE_SAMPLES * 4], vy[: PROBE_SAMPLES * 4], loss, train_targets=ty
     )()
-    ratio = values["loss_to_mean_baseline"]
-    spread = values["prediction_std_ratio"]
-    if ratio < NO_BETTER_THAN_MEAN and spread >= COLLAPSE_STD_RATIO:
-        return []
-    steps = tx.shape[1]
     horizon = values["memory_horizon"]
     lstm = probes_lib.find_lstm(model)
     gates = ""
     if lstm is not None and f"{lstm.name}/forget_gate_mean" in values:
         gates = (
-            f" First LSTM: mean forget gate {values[f'{lstm.name}/forget_gate_mean']:.2f} "
-            f"(memory time scale {values[f'{lstm.name}/memory_time_scale']:.1f} steps), dead "
-            f"units {values[f'{lstm.name}/dead_units']:.0%}."
+            f" First LSTM: mean forget gate {_number(values[f'{lstm.name}/forget_gate_mean'], '.2f')} "
+            f"(memory time scale {_number(values[f'{lstm.name}/memory_time_scale'], '.1f')} "
+            f"steps), dead units {_number(100 * values[f'{lstm.name}/dead_units'], '.0f')}%."
         )
     measured = (
-        f"held-out loss {values['loss']:.4g} = {ratio:.2f} x the loss of predicting the "
-        f"training mean ({values['baseline/mean_loss']:.4g}); prediction std = {spread:.3f} x "
-        f"target std; {values['distinct_predictions']:.0%} distinct predictions; memory horizon "
-        f"{horizon:.0f} of {steps} steps.{gates}"
-    )
-    collapsed = spread < COLLAPSE_STD_RATIO and ratio >= 0.9
-    symptom = Finding(
-        "collapsed_predictions" if collapsed else "no_better_than_mean",
-        "Predictions collapsed to (nearly) one value"
-        if collapsed
-        else "The model does no better than predicting the mean",
-        "This is the symptom; the findings ranked above it are its likely causes.",
-        measured,
-        "Fix the causes ranked above." if found_causes else "See the finding ranked above.",
-        0.4,
-    )
-    if found_causes:
-        return [symptom]
-    linear = ridge_baseline(*_held_out(tx, ty, vx, vy))
-    mean_mse = float(np.mean((vy - ty.mean(axis=0)) ** 2))
-    linear_ratio = linear / mean_mse if mean_mse > 0 else math.inf
-    if linear_ratio < LINEAR_SIGNAL and horizon < SHORT_HORIZON * steps:
-        cause = Finding(
-            "vanishing_gradients",
-            "The signal is in the data but the gradient does not reach it (vanishing gradients)",
-            "A linear model on the same windows beats the mean, but the LSTM's gradient fades "
-            "within a few steps of the window's end, so the early steps that carry the signal "
-            "never shape the weights.",
-            f"ridge regression on the flattened windows: held-out MSE {linear_ratio:.2f} x "
-            f"the mean baseline (signal present below {LINEAR_SIGNAL:g}); the LSTM: {measured}",
-            "Initialise the forget-gate bias to 1 (unit_forget_bias=True) or use chrono "
-            "initialisation for long lags; raise the learning rate or add warmup; shorten the "
-            "window to the lags that matter.",
-            0.75,
+        f"held-out loss {_number(model_loss_all, '.4g')} = {_number(ratio, '.2f')} x the loss of "
+        f"predicting the training mean ({_number(mean_loss_all, '.4g')})"
+        + (
+            f", {_number(persistence_ratio, '.2f')} x persistence ({_number(persistence, '.4g')})"
+            if persistence_ratio is not None
+            else ""
         )
-    else:
-        cause = Finding(
-            "no_signal",
-            "Nothing to learn: the inputs do not predict the targets",
-            "Neither the trained LSTM nor a linear model beats the mean on held-out windows, "
-            "and no data, training or capacity problem was found; when the targets carry no "
-            "signal, predicting the mean is the correct answer.",
-            f"ridge regression on the flattened windows: held-out MSE {linear_ratio:.2f} x the "
-            f"mean baseline; the LSTM: {measured}",
-            "Check that targets are aligned with their inputs (the target of a window ending "
-            "at t is at t+1..t+horizon), add informative features, or accept the mean forecast.",
-            0.6,
+        + f"; prediction std = {_number(spread)} x target std; memory horizon "
+        f"{_number(horizon, '.0f')} of {steps} steps.{gates}"
+    )
+    out = [f for f in found]
+    codes = {f.code for f in found}
+    if collapsed:
+        out.append(
+            Finding(
+                "collapsed_predictions",
+                "Predictions collapsed to (nearly) one value",
+                "This is the symptom; the findings ranked above it are its likely causes.",
+                measured,
+                "Fix the cause ranked first.",
+                SYMPTOM_SCORE,
+            )
         )
-    return [cause, symptom]
+    elif no_better:
+        out.append(
+            Finding(
+                "no_better_than_mean",
+                "The model does no better than predicting the mean",
+                "This is the symptom; the findings ranked above it are its likely causes.",
+                measured,
+                "Fix the cause ranked first.",
+                SYMPTOM_SCORE,
+            )
+        )
+
+    # Suspects, each with the evidence that raised it.
+    suspects: dict[str, str] = {}
+    for f in found:
+        if f.code in ("unnormalised_inputs", "unnormalised_targets", "learning_rate_too_low"):
+            suspects[f.code] = f.evidence
+    unstable = check_instability(history)
+    if unstable is not None:
+        suspects["learning_rate_too_high"] = unstable.evidence
+    mean_units = [int(layer.cell.units) for layer in interventions_lib.recurrent_layers(model)]
+    if no_better or collapsed:
+        if steps >= 8 and horizon < SHORT_HORIZON * steps:
+            suspects["vanishing_gradients"] = (
+                f"the LSTM's input gradient fades within {_number(horizon, '.0f')} of {steps} steps "
+                f"(below a quarter of the window).{gates}"
+            )
+        if mean_units and min(mean_units) < SMALL_UNITS:
+            suspects["too_little_capacity"] = (
+                f"the smallest LSTM has {min(mean_units)} units (below {SMALL_UNITS})."
+            )
+    shift = check_shift(ty, vy)
+    if shift is not None:
+        suspects["distribution_shift"] = shift.evidence
+    if loses_to_persistence:
+        suspects["worse_than_persistence"] = (
+            f"held-out loss {_number(model_loss_all, '.4g')} = {_number(persistence_ratio, '.2f')} "
+            f"x the loss of repeating the last value ({_number(persistence, '.4g')})."
+        )
+    context = {
+        "steps": steps,
+        "units4": 4 * min(mean_units) if mean_units else 64,
+        "rate10": _number(_trial_setting(params, model).learning_rate / 10),
+        "rate_up": _number(max(_trial_setting(params, model).learning_rate * 10, 1e-3)),
+        "features": features if features else "[index of the target column]",
+    }
+
+    # Try each suspect's fix on a copy; the control is the trained model on the same windows.
+    mean_loss = float(mean_loss_all)
+    trials: dict[str, interventions_lib.Trial] = {}
+    tried = [code for code in suspects if code in interventions_lib.FIXES]
+    if "distribution_shift" in tried and "worse_than_persistence" in tried:
+        tried.remove("worse_than_persistence")  # one fix, one trial
+    run_steps = int(np.asarray(history.get("loss", [])).size)
+    trial_steps = _trial_steps(budget, run_steps, len(tried)) if tried else 0
+    failures: list[Finding] = []
+    held_trial = (
+        vx[: interventions_lib.TRIAL_HELD_OUT_WINDOWS],
+        vy[: interventions_lib.TRIAL_HELD_OUT_WINDOWS],
+    )
+    control_loss = float(
+        probes_lib.mean_loss(
+            fn,
+            tf.constant(held_trial[1]),
+            tf.constant(baselines_lib.model_predictions(model, held_trial[0])),
+        )
+    )
+    if tried and trial_steps > 0:
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.permutation(len(tx))[: interventions_lib.TRIAL_TRAIN_WINDOWS])
+        context_trial = interventions_lib.Context(
+            model=model,
+            train=(tx[sample], ty[sample]),
+            held_out=held_trial,
+            setting=_trial_setting(params, model),
+            steps=trial_steps,
+            target_features=features,
+            horizon=forecast_horizon,
+        )
+        for code in tried:
+            try:
+                fix = interventions_lib.FIXES[code](context_trial)
+                trials[code] = interventions_lib.train_fix(fix, fn, trial_steps)
+            except Exception as error:  # noqa: BLE001 - a fix that cannot be tried is said
+                failures.append(check_failed(f"trying the fix for {code} on a copy", error))
+    if "distribution_shift" in trials and "worse_than_persistence" in suspects:
+        trials["worse_than_persistence"] = trials["distribution_shift"]
+
+    confirmed_any = False
+    replaced = {}
+    for code, evidence in suspects.items():
+        trial = trials.get(code)
+        if trial is not None:
+            ok = interventions_lib.confirms(trial, control_loss, mean_loss)
+            text = interventions_lib.describe(trial, control_loss, run_steps or None)
+            gain = 0.0
+            if np.isfinite(trial.loss):
+                gain = (
+                    1.0
+                    if not np.isfinite(control_loss)
+                    else max(0.0, 1.0 - trial.loss / max(control_loss, 1e-30))
+                )
+            title, fix, cause = _CONFIRMED[code]
+            base = next((f for f in found if f.code == code), None)
+            if ok:
+                confirmed_any = True
+                finding = Finding(
+                    code,
+                    (base.title if base else title) + " (confirmed)",
+                    base.cause if base else cause,
+                    f"{evidence} Confirmed: {text}.",
+                    base.fix if base else fix.format(**context),
+                    max(CONFIRMED_SCORE, base.score if base else 0.0),
+                    confirmed=True,
+                    strength=gain,
+                )
+            else:
+                finding = dataclasses.replace(
+                    _suspected(code, f"{evidence} Not confirmed: {text}.", context),
+                    confirmed=False,
+                    strength=gain,
+                )
+        else:
+            if any(f.code == code for f in found):
+                continue  # a structural finding that was not tried stays as it is
+            finding = _suspected(code, evidence, context)
+        replaced[code] = finding
+    # Structural findings whose fix was tried and did not help become suspected.
+    out = [replaced.pop(f.code) if f.code in replaced else f for f in out]
+    out += replaced.values()
+    if "distribution_shift" in codes | set(suspects) and any(
+        f.code == "distribution_shift" and f.confirmed for f in out
+    ):
+        out = [
+            dataclasses.replace(
+                f, score=SYMPTOM_SCORE + 0.05, title=f.title.replace(" (confirmed)", "")
+            )
+            if f.code == "worse_than_persistence"
+            else f
+            for f in out
+        ]
+    out += failures
+
+    structural = [
+        f for f in out if f.code in STRUCTURAL_CAUSES and f.score >= 0.5 and f.confirmed is None
+    ]
+    if not confirmed_any and not structural and (no_better or collapsed):
+        tx_h, ty_h, vx_h, vy_h = tx, ty, vx, vy
+        mean_mse = float(np.mean((vy_h - ty_h.mean(axis=0)) ** 2))
+        learners = {}
+        for name, learner in (
+            ("linear", ridge_baseline),
+            ("random-feature", random_features_baseline),
+        ):
+            try:
+                learners[name] = (
+                    learner(tx_h[:4096], ty_h[:4096], vx_h[:2048], vy_h[:2048]) / mean_mse
+                    if mean_mse > 0
+                    else math.inf
+                )
+            except Exception:  # noqa: BLE001 - a singular design is no evidence either way
+                learners[name] = math.inf
+        trial_ratios = {t.name: t.loss / mean_loss for t in trials.values() if mean_loss > 0}
+        learned = [n for n, r in learners.items() if r < LINEAR_SIGNAL] + [
+            n for n, r in trial_ratios.items() if r < NO_BETTER_THAN_MEAN
+        ]
+        described = "; ".join(
+            [
+                f"{name} model on the flattened windows: {_number(r, '.2f')} x the mean"
+                for name, r in learners.items()
+            ]
+            + [
+                f"LSTM copy ({name}): {_number(r, '.2f')} x the mean"
+                for name, r in trial_ratios.items()
+            ]
+        )
+        if not learned:
+            out.append(
+                Finding(
+                    "no_signal",
+                    "Nothing to learn: the inputs do not predict the targets",
+                    "No learner beats the mean on held-out windows: not the trained LSTM, not a "
+                    "linear or a nonlinear model on the flattened windows, not the LSTM copies "
+                    "with the fixes tried; predicting the mean is then the correct answer.",
+                    f"the LSTM: {measured} Other learners (held-out loss / the mean's): "
+                    f"{described or 'none ran'}.",
+                    "Check that targets are aligned with their inputs (the target of a window "
+                    "ending at t is at t+1..t+horizon), add informative features, or accept the "
+                    "mean forecast.",
+                    NO_SIGNAL_SCORE,
+                    strength=1.0,
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    "signal_not_learned",
+                    "There is signal the LSTM did not learn, and no fix tried explains it",
+                    "Another learner beats the mean on the same windows, so the targets are "
+                    "predictable; none of the fixes tried on a copy made the difference within "
+                    "the diagnosis' budget.",
+                    f"learners that beat the mean: {', '.join(learned)}; {described}. The LSTM: "
+                    f"{measured}",
+                    "Train longer, or try the suspected causes listed with this finding; "
+                    "diagnose(..., budget=<steps per trial>) tries the fixes for longer.",
+                    SUSPECTED_SCORE - 0.05,
+                )
+            )
+    return out
 
 
 def _history_dict(history) -> tuple[dict, dict]:
@@ -1007,20 +1657,29 @@ def diagnose(
     validation_data=None,
     loss="mse",
     check_data_first: bool = True,
-    overfit_check: bool = True,
+    overfit_check: bool = False,
+    data_report: dict | None = None,
+    budget=None,
+    findings_before=None,
 ) -> list[Finding]:
-    """Diagnoses a finished run and/or a model on its data; returns ranked findings.
+    """Diagnoses a finished run and/or a model on its data; returns one ranked list of findings.
 
     What runs depends on what is given:
 
     - `history` (a `lstmcore.History` or its `.history` dict) or `logdir` (a run directory or
       a parent of runs; event files are read): whether the weights could move
-      (`check_updates`); probe scalars logged during training (`probe/...`) feed the collapse
-      check when no model is given.
+      (`check_updates`) and whether training was unstable (`check_instability`); probe
+      scalars logged during training (`probe/...`) feed the collapse check when no model is
+      given.
     - `data` (`(inputs, targets)` or a `WindowedData`): `check_data` on the training windows.
-    - `model` with `data`: the model checks of `check_data`, and `check_fit` on held-out
-      windows (`validation_data`, the WindowedData's validation split, or the last quarter of
-      the training windows).
+      A `History` from `lstmcore.train` carries the findings `train` made before its first
+      step (`history.findings_before`); they are used instead, so that `train`'s list and
+      this one are the same.
+    - `model` with `data`: `check_fit` on held-out windows (`validation_data`, the
+      WindowedData's validation split, or the last quarter of the training windows): the
+      symptoms, and each suspected cause tried on a copy of the model.
+
+    Nothing is changed: the model, the data and the run directory are only read.
 
     Args:
       history: a `History` (or dict of per-step arrays) from `lstmcore.train`.
@@ -1030,47 +1689,108 @@ def diagnose(
       validation_data: `(inputs, targets)` held-out windows.
       loss: the loss the model was trained with (name or callable).
       check_data_first: include the data checks.
-      overfit_check: include the capacity check (trains a copy for a few seconds).
+      overfit_check: include the "overfit 16 samples" check (`check_capacity`; off by
+        default: the capacity question is answered by trying 4x the units on a copy).
+      data_report: `WindowedData.to_dict()` (taken from a WindowedData `data` when None):
+        where the target column sits among the inputs, for persistence and the change target.
+      budget: how long each fix is tried: a fraction in (0, 1] of the run's steps shared by
+        all trials (default 0.2; each trial between 40 and 300 steps; 300 without a
+        history), a whole number of steps per trial, or 0 to try nothing (causes are then
+        at most suspected).
+      findings_before: findings (or their dicts) from the checks before training.
 
     Returns:
       Findings, highest score first; empty when no problem was found.
 
     Raises:
-      ValueError: when nothing to diagnose is given, or `logdir` holds no run.
+      ValueError: when nothing to diagnose is given, `logdir` holds no run, or `data` has
+        the wrong form.
     """
     if history is None and logdir is None and data is None:
         raise ValueError("diagnose needs a history, a logdir or data; got none of them")
+    _trial_steps(budget, 0, 1)
     run, params = _history_dict(history)
     logged_probes = {}
     if logdir is not None:
         run_from_file, params_from_file, logged_probes = _history_from_run(find_run_dir(logdir))
         run = run or run_from_file
         params = params or params_from_file
-    found = check_updates(run, params) if run else []
+    if (
+        findings_before is None
+        and history is not None
+        and getattr(history, "findings_before", None)
+    ):
+        findings_before = history.findings_before
+    found = _guard("check_updates", check_updates, run, params) if run else []
     tx, ty, vx, vy, windowed = _unpack(data)
+    if windowed is not None and data_report is None:
+        data_report = _guard_value(windowed.to_dict)
     if validation_data is not None:
         vx, vy = validation_data
-    if tx is not None and check_data_first:
-        found += check_data(
+    if findings_before is not None:
+        found += [_as_finding(f) for f in findings_before]
+    elif tx is not None and check_data_first:
+        found += _guard(
+            "check_data",
+            check_data,
             tx,
             ty,
             windowed=windowed,
             validation_inputs=vx,
             model=model,
             loss=loss,
-            overfit_check=overfit_check and not found,
+            overfit_check=overfit_check,
         )
-    causes = [f.code for f in found if f.code in CAUSES and f.score >= 0.5]
+    if any(f.code == "nonfinite_data" for f in found):
+        return rank(found)
     if model is not None and tx is not None and ty is not None:
-        held = _held_out(tx, ty, vx, vy)
-        # A spread and a linear fit need two windows on each side (too_little_data says why).
+        try:
+            tx, ty = _as_arrays(tx, ty)
+            if vx is not None:
+                vx, vy = _as_arrays(vx, vy)
+            held = _held_out(tx, ty, vx, vy)
+        except Exception as error:  # noqa: BLE001
+            return rank([*found, check_failed("held-out fit", error)])
         if min(len(held[0]), len(held[2])) >= 2:
-            found += check_fit(
-                model, (held[0], held[1]), (held[2], held[3]), loss, found_causes=causes
+            try:
+                found = check_fit(
+                    model,
+                    (held[0], held[1]),
+                    (held[2], held[3]),
+                    loss,
+                    found=found,
+                    history=run,
+                    params=params,
+                    data_report=data_report,
+                    budget=budget,
+                )
+            except Exception as error:  # noqa: BLE001
+                found.append(check_failed("held-out fit", error))
+        elif not any(f.code == "too_little_data" for f in found):
+            found.append(
+                check_failed(
+                    "held-out fit",
+                    f"{len(tx)} training window(s): too few to hold any out and judge the fit",
+                )
             )
     elif logged_probes:
+        causes = [f.code for f in found if f.code in CAUSES and f.score >= 0.5]
         found += _check_logged_probes(logged_probes, causes)
     return rank(found)
+
+
+def _guard_value(function):
+    try:
+        return function()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _as_finding(value) -> Finding:
+    if isinstance(value, Finding):
+        return value
+    fields = {f.name for f in dataclasses.fields(Finding)}
+    return Finding(**{k: v for k, v in dict(value).items() if k in fields})
 
 
 def _check_logged_probes(values: dict, causes) -> list[Finding]:
@@ -1085,9 +1805,9 @@ def _check_logged_probes(values: dict, causes) -> list[Finding]:
             "This is the symptom; the findings ranked above it are its likely causes. Without "
             "the model and data only the logged probes can be checked: run diagnose(model=..., "
             "data=...) for the data, capacity and signal checks.",
-            f"last logged probes: loss {ratio:.2f} x the mean baseline, prediction std "
-            f"{spread:.3f} x target std.",
+            f"last logged probes: loss {_number(ratio, '.2f')} x the mean baseline, prediction std "
+            f"{_number(spread, '.3f')} x target std.",
             "Fix the causes ranked above." if causes else "Run diagnose with model and data.",
-            0.4,
+            SYMPTOM_SCORE,
         )
     ]

@@ -583,10 +583,17 @@ def train(
         probes=probe_logger.results() if probe_logger is not None else {},
     )
     if check and stopped is None and len(history["loss"]):
+        # One ranked list, the before-training findings included: the same as diagnose's.
         findings = monitor.diagnose_after_training(
-            history, model, train_arrays, validation_arrays, loss
+            history,
+            model,
+            train_arrays,
+            validation_arrays,
+            loss,
+            findings_before=findings_before,
+            data_report=data_report,
         )
-        history.findings = [f.to_dict() for f in [*findings_before, *findings]]
+        history.findings = [f.to_dict() for f in findings]
         report = format_findings(findings)
         if progress:
             print(report)

@@ -169,29 +169,65 @@ def _heatmap(profiles: np.ndarray) -> np.ndarray:
 
 
 def check_before_training(model, train_arrays, validation_arrays, loss) -> list:
-    """Runs :func:`lstmcore.diagnosis.check_data` on array data (no capacity fit: it trains)."""
+    """Runs :func:`lstmcore.diagnosis.check_data` on array data (no capacity fit: it trains).
+
+    A check that cannot run becomes a ``check_failed`` finding; training is never stopped here
+    (``train`` has already checked shapes with its own messages).
+    """
     if train_arrays is None:
         return []
-    with rng_untouched(model):
-        return diagnose_lib.check_data(
-            train_arrays[0],
-            train_arrays[1],
-            validation_inputs=None if validation_arrays is None else validation_arrays[0],
-            model=model,
-            loss=loss,
-            overfit_check=False,
-        )
+    try:
+        with rng_untouched(model):
+            return diagnose_lib.check_data(
+                train_arrays[0],
+                train_arrays[1],
+                validation_inputs=None if validation_arrays is None else validation_arrays[0],
+                model=model,
+                loss=loss,
+                overfit_check=False,
+            )
+    except Exception as error:  # noqa: BLE001 - the diagnosis never stops training
+        return [diagnose_lib.check_failed("check_data before training", error)]
 
 
-def diagnose_after_training(history, model, train_arrays, validation_arrays, loss) -> list:
-    """Runs :func:`lstmcore.diagnosis.diagnose` on the finished run (data checks were run before)."""
-    with rng_untouched(model):
-        return diagnose_lib.diagnose(
-            history,
-            model=model if train_arrays is not None else None,
-            data=train_arrays,
-            validation_data=validation_arrays,
-            loss=loss,
-            check_data_first=False,
-            overfit_check=False,
+def diagnose_after_training(
+    history,
+    model,
+    train_arrays,
+    validation_arrays,
+    loss,
+    *,
+    findings_before=(),
+    data_report=None,
+    budget=None,
+) -> list:
+    """Runs :func:`lstmcore.diagnosis.diagnose` on the finished run; returns the one ranked list.
+
+    The findings made before training are merged in (and kept on the history as
+    ``history.findings_before``), so ``diagnose(history, model=..., data=...)`` on the same
+    run returns the same list. Never raises: a failure becomes a ``check_failed`` finding.
+    """
+    before = [f.to_dict() if hasattr(f, "to_dict") else dict(f) for f in findings_before]
+    try:
+        history.findings_before = before
+    except AttributeError:
+        pass
+    try:
+        with rng_untouched(model):
+            return diagnose_lib.diagnose(
+                history,
+                model=model if train_arrays is not None else None,
+                data=train_arrays,
+                validation_data=validation_arrays,
+                loss=loss,
+                data_report=data_report,
+                budget=budget,
+                findings_before=before,
+            )
+    except Exception as error:  # noqa: BLE001 - the diagnosis never loses the History
+        return diagnose_lib.rank(
+            [
+                *[diagnose_lib._as_finding(f) for f in before],
+                diagnose_lib.check_failed("diagnose after training", error),
+            ]
         )

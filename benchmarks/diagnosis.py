@@ -1,0 +1,620 @@
+"""Diagnosis scenarios: does `lstmcore.diagnose` name the cause that was planted, and only it?
+
+Each scenario is one training run through `lstmcore.train` (CPU, seed 0) with one cause
+planted, or none (a healthy run), on a real public series that statsmodels ships (nothing is
+fetched) or a classic synthetic task. After training, `lstmcore.diagnose` is called on the
+run as a user would; the benchmark records:
+
+- top-1: whether the first finding's code is the planted cause;
+- false alarms: a healthy run with any finding of score >= 0.5;
+- the cost: seconds in `diagnose` against the run's training seconds (the goal: under 25%);
+- whether `train`'s own list (`history.findings`) has the same codes in the same order, with
+  the same confirmed/suspected status, as `diagnose`'s.
+
+Scenarios are data (`SCENARIOS`: name, planted cause, source, builder); `--only` runs some,
+`--fast` the subset CI runs (tests/test_diagnosis_scenarios.py).
+
+Usage:
+  python -m benchmarks.diagnosis --out benchmarks/results            # all of them
+  python -m benchmarks.diagnosis --fast                               # the CI subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from benchmarks import common
+
+HEALTHY = None
+
+
+# --------------------------------------------------------------------------------------------
+# Series
+# --------------------------------------------------------------------------------------------
+
+
+def _statsmodels(name: str) -> np.ndarray:
+    import importlib
+
+    frame = importlib.import_module(f"statsmodels.datasets.{name}").load_pandas().data
+    if name == "sunspots":
+        return frame["SUNACTIVITY"].to_numpy(np.float64)
+    if name == "co2":
+        values = frame["co2"].to_numpy(np.float64)
+        index = np.arange(len(values))
+        good = np.isfinite(values)
+        return np.interp(index, index[good], values[good])
+    if name == "elnino":
+        return frame.iloc[:, 1:].to_numpy(np.float64).reshape(-1)
+    if name == "nile":
+        return frame["volume"].to_numpy(np.float64)
+    raise ValueError(name)
+
+
+def sine(rows: int = 1500, *, period: float = 24.0, noise: float = 0.1, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    return np.sin(2 * np.pi * t / period) + noise * rng.normal(size=rows)
+
+
+def adding_problem(samples: int, length: int, seed: int):
+    from benchmarks.vanishing import adding_problem as make
+
+    return make(samples, length, seed)
+
+
+def _windows(series, *, input_steps, features=None, targets=None, normalize="train"):
+    from lstmcore import data
+
+    windowed = data.windows(
+        series,
+        input_steps=input_steps,
+        horizon=1,
+        splits=(0.7, 0.3, 0.0) if False else (0.7, 0.15, 0.15),
+        features=features,
+        targets=targets,
+        normalize=normalize,
+    )
+    return windowed.arrays("train"), windowed.arrays("validation"), windowed.to_dict()
+
+
+def _cut_then_split(series, input_steps, seed=0):
+    # The leak: windows are cut from the whole series first, then split at random.
+    values = np.asarray(series, np.float32)
+    values = (values - values.mean()) / values.std()
+    n = len(values) - input_steps
+    x = np.stack([values[i : i + input_steps] for i in range(n)])[..., None]
+    y = values[input_steps:][:, None]
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(0.8 * n)
+    train, val = order[:cut], order[cut:]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+def lstm(steps, features, outputs=1, *, units=16, seed=0, **layer):
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input((steps, features)),
+            keras.layers.LSTM(
+                units,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 1),
+                **layer,
+            ),
+            keras.layers.Dense(
+                outputs, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 2)
+            ),
+        ]
+    )
+
+
+def seq2seq(steps, *, units=16, bidirectional=False, seed=0):
+    import keras
+
+    layer = keras.layers.LSTM(
+        units,
+        return_sequences=True,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+        recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 1),
+    )
+    if bidirectional:
+        layer = keras.layers.Bidirectional(layer)
+    return keras.Sequential(
+        [
+            keras.Input((steps, 1)),
+            layer,
+            keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(seed=2)),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios: each returns model, train, validation, data_report and train options
+# --------------------------------------------------------------------------------------------
+
+
+def _run(model, train, validation, report=None, **options):
+    return {
+        "model": model,
+        "train": train,
+        "validation": validation,
+        "report": report,
+        "options": {"steps": 600, "learning_rate": 1e-2, **options},
+    }
+
+
+def healthy_sine():
+    train, val, report = _windows(sine(), input_steps=24)
+    return _run(lstm(24, 1), train, val, report)
+
+
+def healthy_sunspots():
+    train, val, report = _windows(_statsmodels("sunspots"), input_steps=12)
+    return _run(lstm(12, 1), train, val, report, steps=800, learning_rate=5e-3)
+
+
+def healthy_elnino():
+    train, val, report = _windows(_statsmodels("elnino"), input_steps=24)
+    return _run(lstm(24, 1), train, val, report)
+
+
+def healthy_nile_mean():
+    # Nile's flow is nearly noise around a level: beating the mean is the honest target.
+    train, val, report = _windows(_statsmodels("co2")[::4], input_steps=26)
+    return _run(lstm(26, 1), train, val, report, steps=800, learning_rate=5e-3)
+
+
+def healthy_recall():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 10, 3)).astype(np.float32)
+    y = (x[:, 2, 0] + 0.5 * x[:, 7, 1])[:, None].astype(np.float32)
+    return _run(lstm(10, 3), (x[:2400], y[:2400]), (x[2400:], y[2400:]), steps=800)
+
+
+def healthy_adding_short():
+    x, y = adding_problem(4000, 10, 0)
+    vx, vy = adding_problem(500, 10, 1)
+    return _run(lstm(10, 2, units=32), (x, y), (vx, vy), steps=1200, learning_rate=3e-3)
+
+
+def healthy_seq2seq_causal():
+    values = sine(1200).astype(np.float32)
+    values = (values - values.mean()) / values.std()
+    steps = 24
+    starts = np.arange(0, len(values) - steps - 1)
+    x = np.stack([values[s : s + steps] for s in starts])[..., None]
+    y = np.stack([values[s + 1 : s + steps + 1] for s in starts])[..., None]
+    cut = int(0.8 * len(x))
+    gap = steps + 1
+    return _run(seq2seq(steps), (x[:cut], y[:cut]), (x[cut + gap :], y[cut + gap :]))
+
+
+def healthy_two_sines():
+    t = np.arange(2000)
+    rng = np.random.default_rng(1)
+    a = np.sin(2 * np.pi * t / 17) + 0.05 * rng.normal(size=len(t))
+    b = np.cos(2 * np.pi * t / 40) + 0.05 * rng.normal(size=len(t))
+    series = np.stack([a, b, a * b], axis=1)
+    train, val, report = _windows(series, input_steps=20, targets=[2])
+    return _run(lstm(20, 3), train, val, report)
+
+
+def raw_inputs_sine():
+    series = sine() * 1000 + 5000
+    train, val, _report = _windows(series, input_steps=24, normalize=None)
+    mu, sd = train[1].mean(), train[1].std()
+    train = (train[0], (train[1] - mu) / sd)
+    val = (val[0], (val[1] - mu) / sd)
+    return _run(lstm(24, 1), train, val, None)
+
+
+def raw_inputs_sunspots():
+    series = _statsmodels("sunspots") * 100
+    train, val, _report = _windows(series, input_steps=12, normalize=None)
+    mu, sd = train[1].mean(), train[1].std()
+    return _run(
+        lstm(12, 1),
+        (train[0], (train[1] - mu) / sd),
+        (val[0], (val[1] - mu) / sd),
+        None,
+        steps=800,
+        learning_rate=5e-3,
+    )
+
+
+def leaked_target_sine():
+    values = sine()
+    series = np.stack([values, np.roll(values, -1)], axis=1)[:-1]
+    train, val, report = _windows(series, input_steps=24, targets=[0])
+    return _run(lstm(24, 2), train, val, report)
+
+
+def leaked_target_sunspots():
+    values = _statsmodels("sunspots")
+    series = np.stack([values, np.roll(values, -1)], axis=1)[:-1]
+    train, val, report = _windows(series, input_steps=12, targets=[0])
+    return _run(lstm(12, 2), train, val, report, steps=800, learning_rate=5e-3)
+
+
+def overlap_sine():
+    train, val = _cut_then_split(sine(), 24)
+    return _run(lstm(24, 1), train, val)
+
+
+def overlap_elnino():
+    train, val = _cut_then_split(_statsmodels("elnino"), 24)
+    return _run(lstm(24, 1), train, val)
+
+
+def bidirectional_seq2seq():
+    scenario = healthy_seq2seq_causal()
+    scenario["model"] = seq2seq(24, bidirectional=True)
+    return scenario
+
+
+def rate_too_low():
+    train, val, report = _windows(sine(), input_steps=24)
+    return _run(lstm(24, 1), train, val, report, learning_rate=1e-7, steps=300)
+
+
+def rate_too_high_sine():
+    train, val, report = _windows(sine(), input_steps=24)
+    return _run(lstm(24, 1, units=64), train, val, report, learning_rate=3.0, clip=None)
+
+
+def rate_too_high_sunspots():
+    train, val, report = _windows(_statsmodels("sunspots"), input_steps=12)
+    return _run(lstm(12, 1, units=64), train, val, report, learning_rate=3.0, clip=None, steps=800)
+
+
+def adding_200():
+    # The canonical vanishing-gradient case: a stock Keras LSTM(64), Adam 1e-3, no clipping.
+    import keras
+
+    x, y = adding_problem(8192, 200, 0)
+    vx, vy = adding_problem(512, 200, 1)
+    model = keras.Sequential([keras.Input((200, 2)), keras.layers.LSTM(64), keras.layers.Dense(1)])
+    return _run(model, (x, y), (vx, vy), steps=4000, learning_rate=1e-3, clip=None)
+
+
+def tiny_lstm_two_sines():
+    scenario = healthy_two_sines()
+    scenario["model"] = lstm(20, 3, units=1)
+    return scenario
+
+
+def tiny_lstm_recall():
+    scenario = healthy_recall()
+    scenario["model"] = lstm(10, 3, units=1)
+    return scenario
+
+
+def white_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 12, 2)).astype(np.float32)
+    y = rng.normal(size=(3000, 1)).astype(np.float32)
+    return _run(lstm(12, 2), (x[:2400], y[:2400]), (x[2400:], y[2400:]))
+
+
+def random_labels():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 12, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=(3000, 1)).astype(np.float32)
+    return _run(lstm(12, 3), (x[:2400], y[:2400]), (x[2400:], y[2400:]), loss="mse")
+
+
+def twenty_windows():
+    train, val, report = _windows(sine(400), input_steps=24)
+    train = (train[0][:20], train[1][:20])
+    return _run(lstm(24, 1), train, val, report, steps=200)
+
+
+def two_samples():
+    x = np.array([[1000, 2000, 3000], [4000, 5000, 6000]], np.float32)[..., None]
+    y = np.array([1, 0], np.float32)
+    return _run(lstm(3, 1, units=4), (x, y), None, steps=50)
+
+
+def trend_level():
+    t = np.arange(1500)
+    rng = np.random.default_rng(2)
+    series = 0.004 * t + 0.5 * np.sin(2 * np.pi * t / 30) + 0.05 * rng.normal(size=len(t))
+    train, val, report = _windows(series, input_steps=30)
+    return _run(lstm(30, 1), train, val, report)
+
+
+def co2_level():
+    train, val, report = _windows(_statsmodels("co2")[::2], input_steps=26)
+    return _run(lstm(26, 1), train, val, report, steps=800, learning_rate=5e-3)
+
+
+def slow_level():
+    # A slowly moving series: the last value is an excellent forecast; a level model is not.
+    t = np.arange(1500)
+    rng = np.random.default_rng(3)
+    series = np.sin(2 * np.pi * t / 400) + 0.002 * rng.normal(size=len(t)).cumsum()
+    train, val, report = _windows(series, input_steps=20)
+    return _run(lstm(20, 1), train, val, report, steps=300, learning_rate=3e-3)
+
+
+def nile_slow():
+    train, val, report = _windows(_statsmodels("nile"), input_steps=5)
+    return _run(lstm(5, 1), train, val, report, steps=300)
+
+
+def raw_targets():
+    train, val, _report = _windows(sine(), input_steps=24)
+    return _run(
+        lstm(24, 1), (train[0], train[1] * 1000 + 20000), (val[0], val[1] * 1000 + 20000), None
+    )
+
+
+# (name, planted cause or None, source, builder, fast: in the CI subset)
+SCENARIOS = [
+    ("healthy_sine", HEALTHY, "synthetic", healthy_sine, True),
+    ("healthy_sunspots", HEALTHY, "statsmodels sunspots", healthy_sunspots, False),
+    ("healthy_elnino", HEALTHY, "statsmodels elnino", healthy_elnino, False),
+    ("healthy_co2_sparse", HEALTHY, "statsmodels co2", healthy_nile_mean, False),
+    ("healthy_recall", HEALTHY, "synthetic", healthy_recall, False),
+    ("healthy_adding_T10", HEALTHY, "synthetic", healthy_adding_short, False),
+    ("healthy_seq2seq_causal", HEALTHY, "synthetic", healthy_seq2seq_causal, True),
+    ("healthy_two_sines", HEALTHY, "synthetic", healthy_two_sines, False),
+    ("raw_inputs_sine", "unnormalised_inputs", "synthetic", raw_inputs_sine, True),
+    (
+        "raw_inputs_sunspots",
+        "unnormalised_inputs",
+        "statsmodels sunspots",
+        raw_inputs_sunspots,
+        False,
+    ),
+    ("leaked_target_sine", "target_in_inputs", "synthetic", leaked_target_sine, False),
+    (
+        "leaked_target_sunspots",
+        "target_in_inputs",
+        "statsmodels sunspots",
+        leaked_target_sunspots,
+        False,
+    ),
+    ("overlap_sine", "window_overlap", "synthetic", overlap_sine, False),
+    ("overlap_elnino", "window_overlap", "statsmodels elnino", overlap_elnino, False),
+    ("bidirectional_seq2seq", "lookahead_leak", "synthetic", bidirectional_seq2seq, False),
+    ("rate_1e-7", "learning_rate_too_low", "synthetic", rate_too_low, False),
+    ("rate_3_sine", "learning_rate_too_high", "synthetic", rate_too_high_sine, True),
+    (
+        "rate_3_sunspots",
+        "learning_rate_too_high",
+        "statsmodels sunspots",
+        rate_too_high_sunspots,
+        False,
+    ),
+    ("adding_T200", "vanishing_gradients", "synthetic", adding_200, False),
+    ("lstm1_two_sines", "too_little_capacity", "synthetic", tiny_lstm_two_sines, False),
+    ("lstm1_recall", "too_little_capacity", "synthetic", tiny_lstm_recall, False),
+    ("white_noise", "no_signal", "synthetic", white_noise, True),
+    ("random_labels", "no_signal", "synthetic", random_labels, False),
+    ("twenty_windows", "too_little_data", "synthetic", twenty_windows, False),
+    ("two_samples", "unnormalised_inputs", "the classic example", two_samples, True),
+    ("trend_level", "distribution_shift", "synthetic", trend_level, False),
+    ("co2_level", "distribution_shift", "statsmodels co2", co2_level, False),
+    ("slow_level", "worse_than_persistence", "synthetic", slow_level, False),
+    ("raw_targets", "unnormalised_targets", "synthetic", raw_targets, False),
+]
+
+
+def run_scenario(name: str, planted, builder, *, budget=None, verbose=False) -> dict:
+    """Trains one scenario, diagnoses it, and returns one result row."""
+    import keras
+
+    import lstmcore
+
+    keras.utils.set_random_seed(0)
+    scenario = builder()
+    model = scenario["model"]
+    options = dict(scenario["options"])
+    started = time.perf_counter()
+    history = lstmcore.train(
+        model,
+        scenario["train"],
+        validation_data=scenario["validation"],
+        logdir=None,
+        progress=verbose,
+        data_report=scenario["report"],
+        **options,
+    )
+    train_seconds = float(history.flush_times[-1, 1]) if len(history.flush_times) else float("nan")
+    total_train_call = time.perf_counter() - started
+    started = time.perf_counter()
+    findings = lstmcore.diagnose(
+        history,
+        model=model,
+        data=scenario["train"],
+        validation_data=scenario["validation"],
+        loss=options.get("loss", "mse"),
+        data_report=scenario["report"],
+        budget=budget,
+    )
+    diagnose_seconds = time.perf_counter() - started
+    if verbose:
+        print(lstmcore.format_findings(findings))
+    top = findings[0].code if findings else None
+    alarms = [f.code for f in findings if f.score >= 0.5]
+    train_list = [(f["code"], f.get("confirmed")) for f in history.findings]
+    diagnose_list = [(f.code, f.confirmed) for f in findings]
+    return {
+        "scenario": name,
+        "planted": planted,
+        "top1": top,
+        "correct": (not alarms) if planted is None else top == planted,
+        "false_alarm": bool(alarms) if planted is None else None,
+        "findings": [
+            {"code": f.code, "score": round(f.score, 3), "confirmed": f.confirmed} for f in findings
+        ],
+        "evidence_top1": findings[0].evidence if findings else "",
+        "train_steps": len(history["loss"]),
+        "train_seconds": round(train_seconds, 2),
+        "train_call_seconds": round(total_train_call, 2),
+        "diagnose_seconds": round(diagnose_seconds, 2),
+        "cost_ratio": round(diagnose_seconds / train_seconds, 3) if train_seconds > 0 else None,
+        "same_list_as_train": train_list == diagnose_list,
+        "train_list": train_list,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="scenario names")
+    parser.add_argument("--skip", nargs="*", default=[], help="scenario names to leave out")
+    parser.add_argument("--fast", action="store_true", help="the CI subset")
+    parser.add_argument("--out", default=None, help="folder for diagnosis_cpu2core.{jsonl,md}")
+    parser.add_argument("--budget", type=float, default=None)
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    common.select_device("cpu")
+    env = common.environment("python -m benchmarks.diagnosis " + " ".join(argv or sys.argv[1:]))
+    chosen = [
+        s
+        for s in SCENARIOS
+        if (not args.only or s[0] in args.only)
+        and (not args.fast or s[4])
+        and s[0] not in args.skip
+    ]
+    rows = []
+    wall = time.perf_counter()
+    for name, planted, source, builder, _ in chosen:
+        budget = (
+            None if args.budget is None else (int(args.budget) if args.budget >= 1 else args.budget)
+        )
+        row = run_scenario(name, planted, builder, budget=budget, verbose=args.verbose)
+        row["source"] = source
+        rows.append(row)
+        print(
+            json.dumps(
+                {
+                    k: row[k]
+                    for k in (
+                        "scenario",
+                        "planted",
+                        "top1",
+                        "correct",
+                        "train_seconds",
+                        "diagnose_seconds",
+                        "same_list_as_train",
+                    )
+                }
+            ),
+            flush=True,
+        )
+        if args.out:
+            common.write_jsonl(os.path.join(args.out, "diagnosis_cpu2core.jsonl"), rows)
+    env["wall_seconds"] = round(time.perf_counter() - wall, 1)
+    summary = summarise(rows)
+    print(json.dumps(summary))
+    if args.out:
+        write_markdown(
+            os.path.join(args.out, "diagnosis_cpu2core.md"), rows, summary, env, args.note
+        )
+    return 0
+
+
+def summarise(rows: list[dict]) -> dict:
+    planted = [r for r in rows if r["planted"] is not None]
+    healthy = [r for r in rows if r["planted"] is None]
+    ratios = [r["cost_ratio"] for r in rows if r["cost_ratio"] is not None]
+    return {
+        "scenarios": len(rows),
+        "top1_correct": sum(r["correct"] for r in rows),
+        "top1_accuracy": round(sum(r["correct"] for r in rows) / max(len(rows), 1), 3),
+        "planted_correct": f"{sum(r['correct'] for r in planted)}/{len(planted)}",
+        "healthy_false_alarms": f"{sum(bool(r['false_alarm']) for r in healthy)}/{len(healthy)}",
+        "cost_ratio_median": round(float(np.median(ratios)), 3) if ratios else None,
+        "cost_ratio_max": round(float(np.max(ratios)), 3) if ratios else None,
+        "cost_total": round(
+            sum(r["diagnose_seconds"] for r in rows)
+            / max(sum(r["train_seconds"] for r in rows), 1e-9),
+            3,
+        ),
+        "same_list_as_train": f"{sum(r['same_list_as_train'] for r in rows)}/{len(rows)}",
+    }
+
+
+def write_markdown(path, rows, summary, env, note) -> None:
+    lines = ["# Diagnosis scenarios (CPU, 2 cores)", ""]
+    lines += common.environment_lines(env)
+    if note:
+        lines.append(f"- {note}")
+    lines += [
+        f"- Wall time of the whole run: {env.get('wall_seconds')} s.",
+        "",
+        "## Summary",
+        "",
+        (
+            f"- Top-1 correct: {summary['top1_correct']} of {summary['scenarios']} "
+            f"({summary['top1_accuracy']:.0%}); planted causes {summary['planted_correct']}; "
+            f"false alarms on healthy runs {summary['healthy_false_alarms']}."
+        ),
+        (
+            f"- Diagnosis cost / training time: median {summary['cost_ratio_median']}, max "
+            f"{summary['cost_ratio_max']}, all scenarios together {summary['cost_total']}."
+        ),
+        (
+            f"- train's after-training list equal to diagnose's (codes, order, confirmed): "
+            f"{summary['same_list_as_train']}."
+        ),
+        "",
+        "## Every scenario",
+        "",
+    ]
+    lines += common.markdown_table(
+        [
+            "scenario",
+            "source",
+            "planted",
+            "top-1",
+            "ok",
+            "findings",
+            "train s",
+            "diagnose s",
+            "ratio",
+            "same as train",
+        ],
+        [
+            [
+                r["scenario"],
+                r["source"],
+                r["planted"] or "(healthy)",
+                r["top1"] or "(none)",
+                "yes" if r["correct"] else "NO",
+                ", ".join(f["code"] + ("*" if f["confirmed"] else "") for f in r["findings"])
+                or "-",
+                r["train_seconds"],
+                r["diagnose_seconds"],
+                r["cost_ratio"],
+                "yes" if r["same_list_as_train"] else "no",
+            ]
+            for r in rows
+        ],
+    )
+    lines += ["", "`*`: confirmed by trying its fix on a copy.", ""]
+    lines += ["## Evidence of the first finding", ""]
+    for r in rows:
+        lines.append(f"- **{r['scenario']}** ({r['top1'] or 'none'}): {r['evidence_top1']}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
