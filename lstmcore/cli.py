@@ -240,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument(
         "--loss", default=None, help="the training loss (default: the saved one, else mse)"
     )
+    diagnose.add_argument(
+        "--budget",
+        type=_non_negative_int,
+        default=None,
+        help="with --model: steps each suspected cause's fix is tried on a copy of the model "
+        "(default: diagnose's, 300; 0: try none, causes are then at most suspected)",
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -435,7 +442,9 @@ def _diagnose_command(args) -> int:
         f"model: {args.model} ({model.count_params()} parameters); "
         f"loss: {getattr(loss, 'name', None) or loss}"
     )
-    findings = diagnosis.diagnose(model=model, data=data, validation_data=validation, loss=loss)
+    findings = diagnosis.diagnose(
+        model=model, data=data, validation_data=validation, loss=loss, budget=args.budget
+    )
     print(diagnosis.format_findings(findings))
     return 0
 

@@ -74,6 +74,10 @@ class Diagnose(keras.callbacks.Callback):
         the diagnosis after.
       stop_on: ``"high"`` or ``"medium"``: stop ``fit`` when ``check_data`` finds a problem
         of this severity or worse; None (default) never stops.
+      budget: how long ``diagnose`` tries each suspected cause's fix on a copy of the model
+        (:func:`lstmcore.diagnose`'s ``budget``): a fraction in (0, 1] of the fit's steps
+        shared by the trials, a whole number of steps per trial, or 0 to try none (causes are
+        then at most suspected); None: diagnose's default.
       verbose: print the findings and notes.
 
     Attributes:
@@ -82,7 +86,9 @@ class Diagnose(keras.callbacks.Callback):
       notes: what could not run, and why.
       stopped: why ``fit`` was stopped, or None.
       seconds: time spent in ``check_data``, the probes (all calls) and ``diagnose``.
-      probe_steps: the optimizer steps at which the probes ran.
+      probes: after ``fit``, what the probes measured, as ``lstmcore.train``'s
+        ``History.probes``: ``{"step": [P], name: [P] or [P, T], "seconds": [P]}`` (the
+        seconds of each call's computation, TensorBoard writes not included).
 
     Raises:
       ValueError: at construction, for bad arguments or data (naming the argument, what was
@@ -98,6 +104,7 @@ class Diagnose(keras.callbacks.Callback):
         log_dir: str | os.PathLike | None = None,
         probe_every: int | str | None = "auto",
         stop_on: str | None = None,
+        budget: float | int | None = None,
         verbose: bool = True,
     ):
         super().__init__()
@@ -122,6 +129,7 @@ class Diagnose(keras.callbacks.Callback):
                 )
         if stop_on is not None and stop_on not in STOP_ON:
             raise ValueError(f"stop_on must be one of {STOP_ON} or None; got {stop_on!r}")
+        diagnosis._trial_steps(budget, 0, 1)  # raises ValueError naming budget
         if not isinstance(verbose, bool):
             raise ValueError(f"verbose must be True or False; got {verbose!r}")
         if log_dir is not None:
@@ -134,12 +142,13 @@ class Diagnose(keras.callbacks.Callback):
         self.log_dir = log_dir
         self.probe_every = probe_every
         self.stop_on = stop_on
+        self.budget = budget
         self.verbose = verbose
         self.findings: list[diagnosis.Finding] = []
         self.notes: list[str] = []
         self.stopped: str | None = None
         self.seconds = {"check_data": 0.0, "probes": 0.0, "diagnose": 0.0}
-        self._history = {"step": [], "loss": [], "learning_rate": []}
+        self.probes: dict[str, np.ndarray] = {}
 
     # ---------------------------------------------------------------------------------------
     # fit's hooks
@@ -155,8 +164,10 @@ class Diagnose(keras.callbacks.Callback):
             )
         check_model_on_data(self.model, self._train, name="data")
         self.findings, self.notes, self.stopped = [], [], None
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
         self._writer = self._probe_logger = self._gradient_norms = None
         self._history = {"step": [], "loss": [], "learning_rate": []}
+        self.probes = {}
         self._loss = self._guard("reading the compiled loss", self._compiled_loss)
         self._step = int(self.model.optimizer.iterations.numpy())
         self._epoch_start = self._last_probe = self._step
@@ -194,22 +205,24 @@ class Diagnose(keras.callbacks.Callback):
         self._step = self._epoch_start + min(batch + 1, per_epoch)
         every = self._every
         if every and self._step // every > self._last_probe // every:
-            self._probe(logs)
+            self._probe()
 
     def on_epoch_end(self, epoch, logs=None):
         self._step = int(self.model.optimizer.iterations.numpy())
         if self._every is None:
-            self._probe(logs)
+            self._probe()
 
     def on_train_end(self, logs=None):
         try:
             if self.stopped is None and self._loss is not None:
                 if self._every != 0 and self._last_probe != self._step:
-                    self._probe(logs)
+                    self._probe()
+                if self._probe_logger is not None:
+                    self.probes = self._probe_logger.results()
                 started = time.perf_counter()
-                after = self._guard("diagnose", self._diagnose) or []
+                findings = self._guard("diagnose", self._diagnose)
+                self.findings = self.findings if findings is None else findings
                 self.seconds["diagnose"] += time.perf_counter() - started
-                self.findings = diagnosis.rank([*self.findings, *after])
                 report = diagnosis.format_findings(self.findings)
                 self._write_text("diagnosis/after_training", report)
                 self._print(report)
@@ -223,11 +236,6 @@ class Diagnose(keras.callbacks.Callback):
     # ---------------------------------------------------------------------------------------
     # The work, each part run through _guard
     # ---------------------------------------------------------------------------------------
-
-    @property
-    def probe_steps(self) -> list[int]:
-        """The optimizer steps at which the probes ran in the last ``fit``."""
-        return list(self._history["step"])
 
     def _compiled_loss(self):
         loss = getattr(self.model, "loss", None)
@@ -274,7 +282,7 @@ class Diagnose(keras.callbacks.Callback):
         if self._writer is not None:
             self._gradient_norms = gradient_norms(self.model, batch[0], batch[1], loss_fn)
 
-    def _probe(self, logs=None):
+    def _probe(self):
         if self._probe_logger is None:
             return
         started = time.perf_counter()
@@ -282,6 +290,7 @@ class Diagnose(keras.callbacks.Callback):
         self._last_probe = self._step
         values = self._guard("the probes", lambda: self._probe_logger(self._step))
         if values is None:
+            self.probes = self._probe_logger.results()
             self._probe_logger = None
         else:
             self._guard("reading the learning rate", lambda: self._record(values))
@@ -300,12 +309,15 @@ class Diagnose(keras.callbacks.Callback):
         self._history["learning_rate"].append(rate)
 
     def _diagnose(self):
+        # One ranked list, the check_data findings included, as train's.
         return monitor.diagnose_after_training(
             self._run_history(),
             self.model,
             self._train_arrays,
             self._validation_arrays,
             self._loss,
+            findings_before=self.findings,
+            budget=self.budget,
         )
 
     def _run_history(self):

@@ -34,22 +34,28 @@ def codes(findings):
     return [f.code for f in findings]
 
 
-def test_raw_inputs_give_the_same_first_cause_as_train():
+@pytest.mark.slow
+def test_raw_inputs_give_the_same_findings_as_train():
     x, y = windows(scaled=False)
     callback = lstmcore_keras.Diagnose((x, y), verbose=False)
     model().fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
     history = lstmcore.train(
         model(), (x, y), steps=4, batch_size=64, logdir=None, progress=False, probe_every=None
     )
-    assert callback.findings[0].code == history.findings[0]["code"] == "unnormalised_inputs"
-    assert "Saturated share in the first LSTM" in callback.findings[0].evidence
+    assert codes(callback.findings) == [f["code"] for f in history.findings]
+    scale = next(f for f in callback.findings if f.code == "unnormalised_inputs")
+    assert "Saturated share in the first LSTM" in scale.evidence
     assert callback.notes == []
 
 
 def test_next_to_keras_tensorboard_the_probe_tags_and_findings_are_written(tmp_path):
     x, y = windows(scaled=True)
     callback = lstmcore_keras.Diagnose(
-        (x[:192], y[:192]), validation_data=(x[192:], y[192:]), log_dir=tmp_path, verbose=False
+        (x[:192], y[:192]),
+        validation_data=(x[192:], y[192:]),
+        log_dir=tmp_path,
+        budget=0,
+        verbose=False,
     )
     model().fit(
         x[:192],
@@ -109,7 +115,9 @@ def test_with_steps_per_execution_probes_run_at_the_end_of_the_call_reaching_the
 ):
     x, y = windows(scaled=True, samples=80)
     net = model(steps_per_execution=4)
-    callback = lstmcore_keras.Diagnose((x, y), log_dir=tmp_path, probe_every=4, verbose=False)
+    callback = lstmcore_keras.Diagnose(
+        (x, y), log_dir=tmp_path, probe_every=4, budget=0, verbose=False
+    )
     net.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[callback])
     # 10 steps per epoch in calls of 4, 4 and 2 steps.
     steps, _ = read_scalars(str(tmp_path / "lstmcore"))["probe/loss"]
@@ -132,7 +140,9 @@ def test_a_mirrored_strategy_fit_is_probed(tmp_path):
     x, y = windows(scaled=True, samples=64)
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
         net = model()
-    callback = lstmcore_keras.Diagnose((x, y), log_dir=tmp_path, probe_every=1, verbose=False)
+    callback = lstmcore_keras.Diagnose(
+        (x, y), log_dir=tmp_path, probe_every=1, budget=0, verbose=False
+    )
     net.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
     steps, _ = read_scalars(str(tmp_path / "lstmcore"))["probe/loss"]
     np.testing.assert_array_equal(steps, [0, 1, 2])
@@ -161,6 +171,7 @@ def test_a_multi_machine_strategy_is_refused_before_the_first_step(monkeypatch):
             {"stop_on": "always"},
             r"stop_on must be one of \('high', 'medium'\) or None; got 'always'",
         ),
+        ({"budget": -1}, "budget must be a fraction of the run's steps in"),
         ({"validation_data": (np.zeros((4, 3, 1)),)}, "validation_data must be a pair"),
     ],
 )
@@ -184,15 +195,8 @@ def test_cli_diagnose_model_on_npz_names_the_cause(tmp_path, capsys):
     net.fit(x, y, epochs=1, batch_size=64, verbose=0)
     net.save(tmp_path / "model.keras")
     np.savez(tmp_path / "windows.npz", x=x, y=y)
-    code = cli.main(
-        [
-            "diagnose",
-            "--model",
-            str(tmp_path / "model.keras"),
-            "--data",
-            str(tmp_path / "windows.npz"),
-        ]
-    )
+    model_path, data_path = str(tmp_path / "model.keras"), str(tmp_path / "windows.npz")
+    code = cli.main(["diagnose", "--model", model_path, "--data", data_path, "--budget", "0"])
     out = capsys.readouterr().out
     assert code == 0
     assert "1. [high] Inputs are not normalised (unnormalised_inputs" in out
@@ -214,6 +218,8 @@ def test_cli_diagnose_csv_windows_default_to_the_models_input_steps(tmp_path, ca
             "load",
             "--time-column",
             "hour",
+            "--budget",
+            "0",
         ]
     )
     out = capsys.readouterr().out
@@ -253,3 +259,12 @@ def test_cli_diagnose_bad_arguments_exit_2_with_one_line(
     (tmp_path / "w.npz").write_text("")
     assert cli.main(["diagnose", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_fit_callback_benchmark_runs_on_its_smallest_problem(tmp_path):
+    from benchmarks import fit_callback
+
+    (result,) = fit_callback.main(["--smoke", "--json", str(tmp_path / "r.jsonl")])
+    assert result["ratio"] > 0 and result["probe_calls"] == 9  # steps 0 to 8
+    assert (tmp_path / "r.jsonl").read_text().count("\n") == 1
