@@ -364,7 +364,7 @@ def raw_targets():
 
 # (name, planted cause or None, source, builder, fast: in the CI subset)
 SCENARIOS = [
-    ("healthy_sine", HEALTHY, "synthetic", healthy_sine, True),
+    ("healthy_sine", HEALTHY, "synthetic", healthy_sine, False),
     ("healthy_sunspots", HEALTHY, "statsmodels sunspots", healthy_sunspots, False),
     ("healthy_elnino", HEALTHY, "statsmodels elnino", healthy_elnino, False),
     ("healthy_co2_sparse", HEALTHY, "statsmodels co2", healthy_nile_mean, False),
@@ -372,7 +372,7 @@ SCENARIOS = [
     ("healthy_adding_T10", HEALTHY, "synthetic", healthy_adding_short, False),
     ("healthy_seq2seq_causal", HEALTHY, "synthetic", healthy_seq2seq_causal, True),
     ("healthy_two_sines", HEALTHY, "synthetic", healthy_two_sines, False),
-    ("raw_inputs_sine", "unnormalised_inputs", "synthetic", raw_inputs_sine, True),
+    ("raw_inputs_sine", "unnormalised_inputs", "synthetic", raw_inputs_sine, False),
     (
         "raw_inputs_sunspots",
         "unnormalised_inputs",

@@ -1727,6 +1727,9 @@ def diagnose(
         data_report = _guard_value(windowed.to_dict)
     if validation_data is not None:
         vx, vy = validation_data
+    if model is not None and tx is not None and ty is not None:
+        x_checked, y_checked = _as_arrays(tx, ty)
+        check_model_on_data(model, x_checked, y_checked)  # train's clear message, not Keras's
     if findings_before is not None:
         found += [_as_finding(f) for f in findings_before]
     elif tx is not None and check_data_first:
