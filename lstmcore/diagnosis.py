@@ -1545,6 +1545,14 @@ def check_fit(
                     confirmed=True,
                     strength=gain,
                 )
+            elif base is not None:
+                # A measured fact (inputs in the thousands) stays; the short trial is reported.
+                finding = dataclasses.replace(
+                    base,
+                    evidence=f"{base.evidence} Not confirmed within the trial: {text}.",
+                    confirmed=False,
+                    strength=gain,
+                )
             else:
                 finding = dataclasses.replace(
                     _suspected(code, f"{evidence} Not confirmed: {text}.", context),
@@ -1612,7 +1620,7 @@ def check_fit(
                     "Nothing to learn: the inputs do not predict the targets",
                     "No learner beats the mean on held-out windows: not the trained LSTM, not a "
                     "linear or a nonlinear model on the flattened windows, not the LSTM copies "
-                    "with the fixes tried; predicting the mean is then the correct answer.",
+                    "with the fixes tried; when the targets carry no signal, predicting the mean is the correct answer.",
                     f"the LSTM: {measured} Other learners (held-out loss / the mean's): "
                     f"{described or 'none ran'}.",
                     "Check that targets are aligned with their inputs (the target of a window "

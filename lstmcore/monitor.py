@@ -154,11 +154,17 @@ def _heatmap(profiles: np.ndarray) -> np.ndarray:
 
     Rows are probe calls (training time runs down), columns are input time steps (the
     prediction's own step at the right). Each row is scaled to its own maximum so the shape
-    of the profile, the memory, is visible at every point of training.
+    of the profile, the memory, is visible at every point of training. Two decades run from
+    black to full: a step whose gradient is below 1% of the row's largest is black, the same
+    1% that ``probe/memory_horizon`` uses, so the bright run at the right of a row is the
+    memory horizon. A row with no gradient at all (zeros, or non-finite) is black, never bright.
     """
-    values = np.log10(np.maximum(np.abs(profiles), 1e-12))
-    values = values - values.max(axis=1, keepdims=True)
-    shade = np.clip(1.0 + values / 6.0, 0.0, 1.0)  # six decades from black to full
+    magnitude = np.abs(np.nan_to_num(np.asarray(profiles, np.float64), nan=0.0, posinf=0.0))
+    peak = magnitude.max(axis=1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        values = np.log10(np.maximum(magnitude, 1e-300) / np.maximum(peak, 1e-300))
+    shade = np.clip(1.0 + values / 2.0, 0.0, 1.0)
+    shade = np.where(peak > 0, shade, 0.0)
     red = (255 * shade).astype(np.uint8)
     green = (255 * shade**2).astype(np.uint8)
     blue = (80 * (1 - shade)).astype(np.uint8)

@@ -152,3 +152,13 @@ def test_fast_scenarios_name_the_planted_cause_and_train_lists_the_same(name):
     row = scenarios.run_scenario(name, planted, builder)
     assert row["correct"], row
     assert [code for code, _ in row["train_list"]] == [f["code"] for f in row["findings"]]
+
+
+def test_the_input_gradient_image_draws_no_gradient_black_and_a_short_memory_as_a_right_edge():
+    from lstmcore.monitor import _heatmap
+
+    profiles = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1e-4, 1e-3, 1e-2, 1.0]])
+    red = _heatmap(profiles)[0, :: 128 // 3 + 1, ::64, 0]
+    np.testing.assert_array_equal(red[0], [0, 0, 0, 0])
+    np.testing.assert_array_equal(red[1], [255, 255, 255, 255])
+    np.testing.assert_array_equal(red[2], [0, 0, 0, 255])
