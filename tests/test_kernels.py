@@ -381,3 +381,26 @@ def test_cpu_benchmark_smoke_runs():
     names = {row["name"] for row in rows}
     assert {"keras", "lstmcore-cpu", "lstmcore-xla"} <= names
     assert ("pytorch" in names) == (importlib.util.find_spec("torch") is not None)
+
+
+def test_cudnn_params_are_packed_as_keras_packs_them():
+    # Keras's own packing (keras/src/backend/tensorflow/rnn.py, `_cudnn_lstm`), rebuilt from
+    # its helper, against lstmcore's: the flat buffer must be identical, element for element.
+    rnn = pytest.importorskip("keras.src.backend.tensorflow.rnn")
+    if not hasattr(rnn, "_standardize_cudnn_weights"):
+        pytest.skip("this Keras has no _standardize_cudnn_weights to compare with")
+    if tf.sysconfig.get_build_info().get("is_rocm_build", False):
+        pytest.skip("ROCm reorders the gates before packing; the CUDA layout is checked here")
+    case = make_case(2, features=3, units=2, dtype=np.float32)
+    kernel, recurrent_kernel, bias = case["kernel"], case["recurrent_kernel"], case["bias"]
+    weights = tf.split(kernel, 4, axis=1) + tf.split(recurrent_kernel, 4, axis=1)
+    full_bias = tf.concat((tf.zeros_like(bias), bias), 0)
+    expected = rnn._standardize_cudnn_weights(
+        weights=weights,
+        biases=tf.split(full_bias, 8),
+        shape=tf.constant([-1]),
+        transpose_weights=True,
+    )
+    actual = kernels.to_cudnn_params(kernel, recurrent_kernel, bias)
+    assert actual.shape == (4 * 2 * (3 + 2) + 8 * 2,)
+    np.testing.assert_array_equal(actual.numpy(), expected.numpy())
