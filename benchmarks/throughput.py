@@ -35,7 +35,9 @@ PyTorch) and, for the cost of lstmcore's logging, against the bare step on the s
 Writes ``throughput_<tag>.jsonl`` (one line per problem and implementation),
 ``throughput_<tag>.md``, ``throughput_<tag>.png`` (with matplotlib) and TensorBoard events
 under ``<tensorboard>/throughput_<tag>``. A GPU run fails if a layer meant to run on cuDNN
-does not.
+does not: what runs is read from each compiled step's graph (a ``CudnnRNNV3`` op, in the
+function library too), not re-derived from Keras's rules. ``--implementations`` times a subset;
+the ``.jsonl`` is rewritten after every problem, so a run stopped early keeps what it measured.
 """
 
 from __future__ import annotations
