@@ -1735,9 +1735,10 @@ def diagnose(
         data_report = _guard_value(windowed.to_dict)
     if validation_data is not None:
         vx, vy = validation_data
-    if model is not None and tx is not None and ty is not None:
+    if model is not None and tx is not None and ty is not None and findings_before is None:
+        # train checked the shapes before its first step; anyone else gets train's message.
         x_checked, y_checked = _as_arrays(tx, ty)
-        check_model_on_data(model, x_checked, y_checked)  # train's clear message, not Keras's
+        check_model_on_data(model, x_checked, y_checked)
     if findings_before is not None:
         found += [_as_finding(f) for f in findings_before]
     elif tx is not None and check_data_first:

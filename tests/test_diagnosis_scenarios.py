@@ -162,3 +162,15 @@ def test_the_input_gradient_image_draws_no_gradient_black_and_a_short_memory_as_
     np.testing.assert_array_equal(red[0], [0, 0, 0, 0])
     np.testing.assert_array_equal(red[1], [255, 255, 255, 255])
     np.testing.assert_array_equal(red[2], [0, 0, 0, 255])
+
+
+def test_a_diagnosis_that_fails_becomes_a_finding_and_train_returns_its_history(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted failure")
+
+    monkeypatch.setattr(dx, "diagnose", broken)
+    x = np.random.default_rng(0).normal(size=(40, 3, 1)).astype(np.float32)
+    history = lstmcore.train(small_lstm(3, 1), (x, x[:, -1]), steps=3, logdir=None, progress=False)
+    failed = [f for f in history.findings if f["code"] == "check_failed"]
+    assert failed and "planted failure" in failed[0]["evidence"]
+    assert len(history["loss"]) == 3
