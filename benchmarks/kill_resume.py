@@ -104,9 +104,10 @@ class Runner:
             child = self.start("reference", "reference.npz", resume=False)
             _wait_for_checkpoint(self.checkpoints("reference"))
             began = time.perf_counter()
-            self.finish(child)
-            # From the first checkpoint to the exit: the span in which kills are drawn.
+            # From the first checkpoint to the last: the span in which kills are drawn.
+            _wait_for_checkpoint(self.checkpoints("reference"), f"ckpt-{self.steps}.index")
             self.train_seconds = time.perf_counter() - began
+            self.finish(child)
             self._reference = dict(np.load(os.path.join(self.folder, "reference.npz")))
         return self._reference
 
@@ -114,12 +115,12 @@ class Runner:
         return os.path.join(self.folder, "logs", run_name, "checkpoints")
 
 
-def _wait_for_checkpoint(directory: str, timeout: float = 300) -> None:
+def _wait_for_checkpoint(directory: str, name: str = "ckpt-*.index", timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if glob.glob(os.path.join(directory, "ckpt-*.index")):
+        if glob.glob(os.path.join(directory, name)):
             return
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise AssertionError(f"no checkpoint appeared in {directory}")
 
 
