@@ -492,6 +492,8 @@ def main(argv=None) -> int:
         and (not args.fast or s[4])
         and s[0] not in args.skip
     ]
+    if args.only:
+        chosen.sort(key=lambda s: args.only.index(s[0]))
     rows = []
     wall = time.perf_counter()
     for name, planted, source, builder, _ in chosen:

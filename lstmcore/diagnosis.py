@@ -825,8 +825,12 @@ def model_output_tail(model, x, y):
 
 
 def _add_saturation_evidence(found, model, x, y, loss):
-    if y is None or probes_lib.find_lstm(model) is None:
-        return found
+    if (
+        y is None
+        or not any(f.code == "unnormalised_inputs" for f in found)
+        or probes_lib.find_lstm(model) is None
+    ):
+        return found  # the probes cost a trace and a pass; only this finding uses them
     values = probes_lib.make_probes(model, x[:PROBE_SAMPLES], y[:PROBE_SAMPLES], loss)()
     shares = {k.rsplit("/", 1)[-1]: v for k, v in values.items() if "/saturation/" in k}
     if not shares:
@@ -1723,11 +1727,7 @@ def diagnose(
         run_from_file, params_from_file, logged_probes = _history_from_run(find_run_dir(logdir))
         run = run or run_from_file
         params = params or params_from_file
-    if (
-        findings_before is None
-        and history is not None
-        and getattr(history, "findings_before", None)
-    ):
+    if findings_before is None and getattr(history, "findings_before", None) is not None:
         findings_before = history.findings_before
     found = _guard("check_updates", check_updates, run, params) if run else []
     tx, ty, vx, vy, windowed = _unpack(data)
