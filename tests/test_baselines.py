@@ -155,3 +155,13 @@ def test_a_classifier_gets_no_naive_forecast_but_a_clear_note():
     assert result["model"] is None and result["ratios"] == {}
     assert "need outputs shaped like the targets (1,); the model's are (2,)" in result["notes"][0]
     assert baselines.skill_line("validation", result).startswith("validation: no model score")
+
+
+def test_per_step_targets_get_the_mean_baseline():
+    x = np.random.default_rng(0).normal(size=(8, 4, 3)).astype(np.float32)
+    model = keras.Sequential(
+        [keras.Input((4, 3)), keras.layers.LSTM(2, return_sequences=True), keras.layers.Dense(3)]
+    )
+    result = baselines.score(model, x, x, "mse", train_targets=x)
+    assert result["mean"] == pytest.approx(float(np.mean((x - x.mean(axis=0)) ** 2)), rel=1e-5)
+    assert set(result["ratios"]) == {"mean"}
