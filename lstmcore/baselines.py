@@ -93,7 +93,7 @@ def naive_forecasts(
         notes.append("mean: no training targets at hand; the held-out mean is used (optimistic)")
     else:
         train_y = np.asarray(train_targets, np.float32)
-        mean = (train_y[:, None] if train_y.ndim == 1 else train_y).mean(axis=0)
+        mean = train_y.reshape(len(train_y), -1).mean(axis=0)
     predictions = {"mean": np.broadcast_to(mean, y.shape).astype(np.float32)}
     if target_features is None or x.ndim != 3 or y.shape[1] != horizon * len(target_features):
         notes.append(
@@ -123,14 +123,14 @@ def naive_forecasts(
 
 
 def model_predictions(model, inputs: Any, batch_size: int = 256) -> np.ndarray:
-    """The model's predictions in inference mode, in batches, as float32 `[W, ...]`."""
+    """The model's predictions in inference mode, in batches, flat: float32 `[W, outputs]`."""
     x = np.asarray(inputs, np.float32)
     parts = [
         np.asarray(model(tf.constant(x[i : i + batch_size]), training=False), np.float32)
         for i in range(0, len(x), batch_size)
     ]
     out = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
-    return out[:, None] if out.ndim == 1 else out
+    return out.reshape(len(x), -1)
 
 
 def score(
