@@ -104,7 +104,7 @@ class Diagnose(keras.callbacks.Callback):
         log_dir: str | os.PathLike | None = None,
         probe_every: int | str | None = "auto",
         stop_on: str | None = None,
-        budget: float | int | None = None,
+        budget: float | None = None,
         verbose: bool = True,
     ):
         super().__init__()
@@ -120,13 +120,14 @@ class Diagnose(keras.callbacks.Callback):
                 seed=None,
                 repeat=False,
             )
-        if probe_every != "auto" and probe_every is not None:
-            if isinstance(probe_every, bool) or not isinstance(probe_every, (int, np.integer)):
-                probe_every = -1
-            if probe_every <= 0:
-                raise ValueError(
-                    f"probe_every must be a positive integer, 'auto' or None; got {probe_every!r}"
-                )
+        if probe_every not in ("auto", None) and (
+            isinstance(probe_every, bool)
+            or not isinstance(probe_every, (int, np.integer))
+            or probe_every <= 0
+        ):
+            raise ValueError(
+                f"probe_every must be a positive integer, 'auto' or None; got {probe_every!r}"
+            )
         if stop_on is not None and stop_on not in STOP_ON:
             raise ValueError(f"stop_on must be one of {STOP_ON} or None; got {stop_on!r}")
         diagnosis._trial_steps(budget, 0, 1)  # raises ValueError naming budget

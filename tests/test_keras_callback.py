@@ -167,6 +167,7 @@ def test_a_multi_machine_strategy_is_refused_before_the_first_step(monkeypatch):
         ),
         ({"data": None}, "data is None"),
         ({"probe_every": 0}, "probe_every must be a positive integer, 'auto' or None; got 0"),
+        ({"probe_every": "often"}, "probe_every must be a positive integer, .* got 'often'"),
         (
             {"stop_on": "always"},
             r"stop_on must be one of \('high', 'medium'\) or None; got 'always'",
