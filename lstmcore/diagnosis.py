@@ -1468,10 +1468,26 @@ def check_fit(
     if shift is not None:
         suspects["distribution_shift"] = shift.evidence
     if loses_to_persistence:
-        suspects["worse_than_persistence"] = (
+        evidence = (
             f"held-out loss {_number(model_loss_all, '.4g')} = {_number(persistence_ratio, '.2f')} "
             f"x the loss of repeating the last value ({_number(persistence, '.4g')})."
         )
+        if no_better or collapsed:
+            # A model that does not even beat the mean has a cause of its own: losing to
+            # persistence is then one more symptom, and the change target is not the fix.
+            out.append(
+                Finding(
+                    "worse_than_persistence",
+                    "The model forecasts worse than repeating the last value (persistence)",
+                    "A symptom here: the model does not beat the mean either; the cause ranked "
+                    "above explains both.",
+                    evidence,
+                    "Fix the cause ranked first; until then, persistence is the better forecast.",
+                    SYMPTOM_SCORE + 0.05,
+                )
+            )
+        else:
+            suspects["worse_than_persistence"] = evidence
     context = {
         "steps": steps,
         "units4": 4 * min(mean_units) if mean_units else 64,
@@ -1584,16 +1600,14 @@ def check_fit(
         ]
     out += failures
 
-    structural = [
-        f for f in out if f.code in STRUCTURAL_CAUSES and f.score >= 0.5 and f.confirmed is None
-    ]
+    structural = [f for f in out if f.code in STRUCTURAL_CAUSES and f.score >= 0.5]
     if not confirmed_any and not structural and (no_better or collapsed):
         tx_h, ty_h, vx_h, vy_h = tx, ty, vx, vy
         mean_mse = float(np.mean((vy_h - ty_h.mean(axis=0)) ** 2))
         learners = {}
         for name, learner in (
-            ("linear", ridge_baseline),
-            ("random-feature", random_features_baseline),
+            ("linear model on the flattened windows", ridge_baseline),
+            ("random-feature model on the flattened windows", random_features_baseline),
         ):
             try:
                 learners[name] = (
@@ -1603,15 +1617,14 @@ def check_fit(
                 )
             except Exception:  # noqa: BLE001 - a singular design is no evidence either way
                 learners[name] = math.inf
+        if persistence is not None and mean_loss_all > 0:
+            learners["persistence (the last value)"] = persistence / mean_loss_all
         trial_ratios = {t.name: t.loss / mean_loss for t in trials.values() if mean_loss > 0}
         learned = [n for n, r in learners.items() if r < LINEAR_SIGNAL] + [
             n for n, r in trial_ratios.items() if r < NO_BETTER_THAN_MEAN
         ]
         described = "; ".join(
-            [
-                f"{name} model on the flattened windows: {_number(r, '.2f')} x the mean"
-                for name, r in learners.items()
-            ]
+            [f"{name}: {_number(r, '.2f')} x the mean" for name, r in learners.items()]
             + [
                 f"LSTM copy ({name}): {_number(r, '.2f')} x the mean"
                 for name, r in trial_ratios.items()
