@@ -250,6 +250,7 @@ def test_cli_diagnose_loads_with_safe_mode_and_refuses_code_in_the_file(tmp_path
         (["--model", "m.keras"], "--model needs exactly one of --data FILE.npz or --csv FILE"),
         (["--model", "m.keras", "--csv", "s.csv"], "--csv needs --target"),
         (["--model", "missing.keras", "--data", "w.npz"], "--model 'missing.keras' does not exist"),
+        (["."], "holds no TensorBoard event files"),
     ],
 )
 def test_cli_diagnose_bad_arguments_exit_2_with_one_line(
