@@ -290,16 +290,25 @@ def adding_200():
     return _run(model, (x, y), (vx, vy), steps=4000, learning_rate=1e-3, clip=None)
 
 
-def tiny_lstm_two_sines():
-    scenario = healthy_two_sines()
-    scenario["model"] = lstm(20, 3, units=1)
-    return scenario
+def _recall_lags(features, lags, units, seed):
+    # Targets: the last `lags` values before the final step of every feature; an LSTM needs a
+    # unit per value it holds.
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(3000, 12, features)).astype(np.float32)
+    y = np.concatenate([x[:, -2 - k, :] for k in range(lags)], axis=1)
+    return _run(
+        lstm(12, features, outputs=y.shape[1], units=units),
+        (x[:2400], y[:2400]),
+        (x[2400:], y[2400:]),
+    )
 
 
-def tiny_lstm_recall():
-    scenario = healthy_recall()
-    scenario["model"] = lstm(10, 3, units=1)
-    return scenario
+def tiny_lstm_recall4():
+    return _recall_lags(1, 4, units=1, seed=4)
+
+
+def tiny_lstm_recall8():
+    return _recall_lags(2, 4, units=2, seed=5)
 
 
 def white_noise():
@@ -401,8 +410,8 @@ SCENARIOS = [
         False,
     ),
     ("adding_T200", "vanishing_gradients", "synthetic", adding_200, False),
-    ("lstm1_two_sines", "too_little_capacity", "synthetic", tiny_lstm_two_sines, False),
-    ("lstm1_recall", "too_little_capacity", "synthetic", tiny_lstm_recall, False),
+    ("lstm1_recall4", "too_little_capacity", "synthetic", tiny_lstm_recall4, False),
+    ("lstm2_recall8", "too_little_capacity", "synthetic", tiny_lstm_recall8, False),
     ("white_noise", "no_signal", "synthetic", white_noise, True),
     ("random_labels", "no_signal", "synthetic", random_labels, False),
     ("twenty_windows", "too_little_data", "synthetic", twenty_windows, False),

@@ -54,6 +54,7 @@ LINEAR_SIGNAL = 0.8  # a linear fit below 80% of the mean baseline: there is sig
 SHORT_HORIZON = 0.25  # memory horizon below a quarter of the window
 PROBE_SAMPLES = 64
 SMALL_UNITS = 8  # an LSTM with fewer units is a capacity suspect when the model fails
+UNDERSIZED_RATIO = 0.5  # ...and its held-out loss is at least half the mean's
 DEFAULT_BUDGET = 0.2  # trials share a fifth of the run's steps (each 40..300 steps)
 
 # Scores: a confirmed cause above a structural one of the same kind's evidence, a suspected
@@ -1395,7 +1396,10 @@ def check_fit(
     collapsed = bool(np.isfinite(spread) and spread < COLLAPSE_STD_RATIO and ratio >= 0.9)
     no_better = ratio >= NO_BETTER_THAN_MEAN
     loses_to_persistence = persistence_ratio is not None and persistence_ratio >= 1.0
-    if not (collapsed or no_better or loses_to_persistence):
+    units = [int(layer.cell.units) for layer in interventions_lib.recurrent_layers(model)]
+    # A tiny LSTM that only half-fits is worth one trial with more units.
+    undersized = bool(units) and min(units) < SMALL_UNITS and ratio >= UNDERSIZED_RATIO
+    if not (collapsed or no_better or loses_to_persistence or undersized):
         return list(found)
     values = probes_lib.make_probes(
         model, vx[: PROBE_SAMPLES * 4], vy[: PROBE_SAMPLES * 4], loss, train_targets=ty
@@ -1453,17 +1457,17 @@ def check_fit(
     unstable = check_instability(history)
     if unstable is not None:
         suspects["learning_rate_too_high"] = unstable.evidence
-    mean_units = [int(layer.cell.units) for layer in interventions_lib.recurrent_layers(model)]
-    if no_better or collapsed:
-        if steps >= 8 and horizon < SHORT_HORIZON * steps:
-            suspects["vanishing_gradients"] = (
-                f"the LSTM's input gradient fades within {_number(horizon, '.0f')} of {steps} steps "
-                f"(below a quarter of the window).{gates}"
-            )
-        if mean_units and min(mean_units) < SMALL_UNITS:
-            suspects["too_little_capacity"] = (
-                f"the smallest LSTM has {min(mean_units)} units (below {SMALL_UNITS})."
-            )
+    mean_units = units
+    if (no_better or collapsed) and steps >= 8 and horizon < SHORT_HORIZON * steps:
+        suspects["vanishing_gradients"] = (
+            f"the LSTM's input gradient fades within {_number(horizon, '.0f')} of {steps} steps "
+            f"(below a quarter of the window).{gates}"
+        )
+    if undersized:
+        suspects["too_little_capacity"] = (
+            f"the smallest LSTM has {min(units)} units (below {SMALL_UNITS}) and the model's "
+            f"held-out loss is {_number(ratio, '.2f')} x the mean's."
+        )
     shift = check_shift(ty, vy)
     if shift is not None:
         suspects["distribution_shift"] = shift.evidence
