@@ -125,6 +125,18 @@ def test_with_steps_per_execution_probes_run_at_the_end_of_the_call_reaching_the
     assert int(net.optimizer.iterations.numpy()) == 20
 
 
+def test_fit_with_the_callback_ends_with_the_weights_of_fit_without_it():
+    x, y = windows(scaled=True, samples=64)
+    plain = model()
+    plain.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    watched = model()
+    callback = lstmcore_keras.Diagnose((x, y), probe_every=3, budget=0, verbose=False)
+    watched.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
+    np.testing.assert_array_equal(callback.probes["step"], [0, 3, 6, 8])
+    for a, b in zip(plain.get_weights(), watched.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_targets_the_model_cannot_predict_stop_fit_with_trains_message():
     x, y = windows(scaled=True, samples=64)
     y3 = np.repeat(y, 3, axis=1)
