@@ -139,12 +139,13 @@ def classical_ratios(csv_path: str, spec: dict, data_report: dict) -> dict:
         ),
         "arima": lambda y: ARIMA(y, order=(2, 1, 2)),
     }
+    fit_options = {"ets": {"disp": False}, "arima": {}}
     out = {}
     for name, make in models.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                fitted = make(values[:train_end]).fit(disp=False)
+                fitted = make(values[:train_end]).fit(**fit_options[name])
                 predictions = np.asarray(fitted.apply(values).fittedvalues)
             except Exception as error:  # a classical fit that fails is reported, not fatal
                 out[name] = None
@@ -152,6 +153,30 @@ def classical_ratios(csv_path: str, spec: dict, data_report: dict) -> dict:
                 continue
         out[name] = float(np.mean((values[rows] - predictions[rows]) ** 2) / persistence)
     return out
+
+
+def refit_classical(rows: list[dict]) -> None:
+    """Recomputes the classical columns of saved rows (they do not depend on the network)."""
+    from lstmcore import data
+
+    specs = {spec["name"]: spec for spec in SERIES}
+    done = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for row in rows:
+            key = (row["series"], row["window"], row["season"])
+            if key not in done:
+                spec = specs[row["series"]]
+                path = write_series_csv(spec, folder)
+                series = data.read_csv(
+                    path,
+                    target=spec["target"],
+                    features=spec["target"],
+                    time_column=spec.get("time"),
+                    missing=spec.get("missing", "error"),
+                )
+                report = data.windows(series, input_steps=row["window"], season=row["season"])
+                done[key] = classical_ratios(path, spec, report.to_dict())
+            row.update(done[key])
 
 
 def summarise(rows: list[dict]) -> list[str]:
@@ -208,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         for path in args.table_from:
             with open(path) as handle:
                 rows += [json.loads(line) for line in handle if line.strip()]
+        rows = [row for row in rows if row["mode"] in args.modes and row["series"] in args.series]
+        refit_classical(rows)
         commands = sorted({row["command"] for row in rows})
         lines = [line for line in common.environment_lines(rows[0]) if "Command" not in line]
         lines += [f"- Command: `{command}`" for command in commands]

@@ -67,12 +67,24 @@ def test_a_season_longer_than_the_window_is_skipped_with_a_reason():
     assert "season 4 is longer than the window (3 steps)" in " ".join(result["notes"])
 
 
-def test_detect_season_finds_the_period_under_a_trend():
+def test_detect_season_finds_the_period_under_a_trend_not_its_multiples():
     t = np.arange(600)
     rng = np.random.default_rng(0)
     assert baselines.detect_season(0.05 * t + np.sin(2 * np.pi * t / 12), max_lag=100) == 12
-    assert baselines.detect_season(rng.normal(size=600), max_lag=100) is None
+    noisy = np.sin(2 * np.pi * t / 7) + rng.normal(size=600)
+    assert baselines.detect_season(noisy, max_lag=100) == 7
     assert baselines.detect_season(np.arange(5.0), max_lag=100) is None
+    assert baselines.detect_season(np.ones(100), max_lag=30) is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_detect_season_finds_none_in_noise_random_walks_and_ar1(seed):
+    rng = np.random.default_rng(seed)
+    ar1 = np.zeros(600)
+    for i in range(1, 600):
+        ar1[i] = 0.9 * ar1[i - 1] + rng.normal()
+    for series in (rng.normal(size=600), rng.normal(size=600).cumsum(), ar1):
+        assert baselines.detect_season(series, max_lag=200) is None
 
 
 def test_windows_records_a_given_or_detected_season():
