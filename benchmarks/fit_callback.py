@@ -25,14 +25,22 @@ import sys
 import tempfile
 import time
 
-# name: (windows, batch, time steps, input features, hidden units, epochs)
+# name: (windows, batch, time steps, input features, hidden units, epochs, raw)
+# raw: values as 3000 + 300 x (standard normal), as a series in megawatts fed unscaled: the
+# model collapses, and diagnose tries the suspected causes' fixes on copies (its budget).
 PROBLEMS = {
-    "demo": (2048, 64, 48, 2, 32, 5),  # lstmcore demo's shape: 160 steps, ~20 probes
-    "demo_long": (2048, 64, 48, 2, 32, 40),  # the same for 1280 steps: fixed costs amortised
-    "wide": (2048, 64, 100, 16, 128, 3),  # a longer window and a wider layer: 96 steps
-    "smoke": (64, 16, 6, 2, 4, 2),
+    "demo": (2048, 64, 48, 2, 32, 5, False),  # lstmcore demo's shape: 160 steps, ~20 probes
+    "demo_long": (2048, 64, 48, 2, 32, 40, False),  # 1280 steps: fixed costs amortised
+    "wide": (2048, 64, 100, 16, 128, 3, False),  # a longer window, a wider layer: 96 steps
+    "demo_raw": (2048, 64, 48, 2, 32, 5, True),  # the demo's collapse: fixes tried on copies
+    "smoke": (64, 16, 6, 2, 4, 2, False),
 }
-PRESETS = {"all": ["demo", "demo_long", "wide"], "long": ["demo_long"], "smoke": ["smoke"]}
+PRESETS = {
+    "all": ["demo", "demo_long", "wide", "demo_raw"],
+    "long": ["demo_long"],
+    "raw": ["demo_raw"],
+    "smoke": ["smoke"],
+}
 
 
 def _model(time_steps, features, units):
@@ -46,18 +54,21 @@ def _model(time_steps, features, units):
     return model
 
 
-def _data(windows, time_steps, features):
+def _data(windows, time_steps, features, raw):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(windows, time_steps, features)).astype(np.float32)
-    return x, (x[:, -1, :1] + 0.1 * rng.normal(size=(windows, 1))).astype(np.float32)
+    x = rng.normal(size=(windows, time_steps, features))
+    y = x[:, -1, :1] + 0.1 * rng.normal(size=(windows, 1))
+    if raw:
+        x, y = 3000 + 300 * x, 3000 + 300 * y
+    return x.astype(np.float32), y.astype(np.float32)
 
 
 def _fit_seconds(problem, data, with_callback: bool, logdir: str):
     from lstmcore.keras import Diagnose
 
-    _, batch, time_steps, features, units, epochs = problem
+    _, batch, time_steps, features, units, epochs, _ = problem
     model = _model(time_steps, features, units)
     callbacks = [Diagnose(data, log_dir=logdir, verbose=False)] if with_callback else []
     start = time.perf_counter()
@@ -68,8 +79,8 @@ def _fit_seconds(problem, data, with_callback: bool, logdir: str):
 
 def measure(problem, *, repeats: int, logdir: str) -> dict:
     """Fits without and with the callback, alternating; returns times and paired ratios."""
-    windows, batch, time_steps, features, units, epochs = problem
-    data = _data(windows, time_steps, features)
+    windows, batch, time_steps, features, units, epochs, raw = problem
+    data = _data(windows, time_steps, features, raw)
     _fit_seconds(problem, data, False, logdir)
     _fit_seconds(problem, data, True, logdir)
     without, with_, parts = [], [], []
@@ -98,6 +109,7 @@ def measure(problem, *, repeats: int, logdir: str) -> dict:
         "input_features": features,
         "hidden_units": units,
         "epochs": epochs,
+        "raw_inputs": raw,
         "steps": steps,
         "fit_seconds": round(statistics.median(without), 3),
         "fit_seconds_range": [round(min(without), 3), round(max(without), 3)],
@@ -116,6 +128,7 @@ def measure(problem, *, repeats: int, logdir: str) -> dict:
         "first_probe_compute_ms": round(1e3 * part["first_probe"], 1),
         "later_probe_compute_ms": round(1e3 * part["later_probe"], 1),
         "repeats": repeats,
+        "findings": [f.code for f in callback.findings],
     }
 
 
