@@ -26,6 +26,7 @@ BENCHMARKS = (
     "soak",
     "probe_cost",
     "forecast",
+    "fit_callback",
 )
 
 
