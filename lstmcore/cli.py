@@ -27,6 +27,10 @@ BENCHMARKS = (
     "probe_cost",
     "forecast",
     "fit_callback",
+    "diagnosis",
+    "adding_fix",
+    "kill_resume",
+    "gpu_check",
 )
 
 

@@ -213,3 +213,13 @@ def test_cli_target_modes_are_the_model_target_forms():
     from lstmcore import target_forms
 
     assert cli.TARGET_MODES == target_forms.TARGET_MODES
+
+
+def test_every_benchmark_module_is_a_bench_choice():
+    import pathlib
+
+    folder = pathlib.Path(__file__).parent.parent / "benchmarks"
+    modules = {
+        path.stem for path in folder.glob("*.py") if "def main(argv" in path.read_text()
+    }
+    assert modules == set(cli.BENCHMARKS)
