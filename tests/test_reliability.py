@@ -628,3 +628,21 @@ def test_the_capped_event_reader_reads_what_tensorflow_reads(tmp_path, finished)
         ours += [e.SerializeToString() for e in writer_lib.read_events(str(path))]
         theirs += [e.SerializeToString() for e in tf.compat.v1.train.summary_iterator(str(path))]
     assert ours == theirs and len(ours) > 10
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_run_directory_the_second_is_refused(tmp_path):
+    from benchmarks import kill_resume
+
+    runner = kill_resume.Runner(str(tmp_path), steps=100_000)  # still training when B checks
+    first = runner.start("run", "first.npz", resume=False)
+    try:
+        kill_resume._wait_for_checkpoint(runner.checkpoints("run"))
+        second = runner.start("run", "second.npz", resume=True)
+        _, err = second.communicate(timeout=300)
+        assert second.returncode != 0
+        assert f"is in use by pid {first.pid} on host" in err
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.communicate(timeout=60)
