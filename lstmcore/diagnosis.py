@@ -86,6 +86,14 @@ CAUSES = (
     "no_signal",
     "signal_not_learned",
 )
+# Leaks: the held-out windows (or the model) see what they should not; no trial is scored.
+LEAKS = (
+    "target_in_inputs",
+    "lookahead_leak",
+    "batch_leak",
+    "window_overlap",
+    "scaler_not_train_only",
+)
 # Causes found by a structural check (data, run configuration), not by trying a fix.
 STRUCTURAL_CAUSES = (
     "nonfinite_data",
@@ -1449,6 +1457,10 @@ def check_fit(
             )
         )
 
+    if any(f.code in LEAKS for f in found):
+        # Held-out losses mean little when the splits leak; the leak is the finding to fix.
+        return out
+
     # Suspects, each with the evidence that raised it.
     suspects: dict[str, str] = {}
     for f in found:
@@ -1476,15 +1488,18 @@ def check_fit(
             f"held-out loss {_number(model_loss_all, '.4g')} = {_number(persistence_ratio, '.2f')} "
             f"x the loss of repeating the last value ({_number(persistence, '.4g')})."
         )
-        if no_better or collapsed:
-            # A model that does not even beat the mean has a cause of its own: losing to
-            # persistence is then one more symptom, and the change target is not the fix.
+        other_causes = [f for f in found if f.code in STRUCTURAL_CAUSES and f.score >= 0.5] or [
+            code for code in suspects if code != "worse_than_persistence"
+        ]
+        if no_better or collapsed or other_causes:
+            # A model that does not even beat the mean, or one with a cause of its own: losing
+            # to persistence is then one more symptom, and the change target is not the fix.
             out.append(
                 Finding(
                     "worse_than_persistence",
                     "The model forecasts worse than repeating the last value (persistence)",
-                    "A symptom here: the model does not beat the mean either; the cause ranked "
-                    "above explains both.",
+                    "A symptom here: a cause is listed above it, or the model does not beat "
+                    "the mean either; the cause ranked first explains both.",
                     evidence,
                     "Fix the cause ranked first; until then, persistence is the better forecast.",
                     SYMPTOM_SCORE + 0.05,
