@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import warnings
 
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
             handle.write("\n".join(lines + [""] + summarise(rows)) + "\n")
         return
     common.select_device("cpu")
-    command = "python -m benchmarks.forecast " + " ".join(argv if argv is not None else [])
+    command = "python -m benchmarks.forecast " + " ".join(sys.argv[1:] if argv is None else argv)
     env = common.environment(command)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
