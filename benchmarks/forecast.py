@@ -110,21 +110,25 @@ def run_cli(csv_path: str, spec: dict, mode: str, seed: int, logdir: str, steps:
     return forecast
 
 
-def classical_ratios(csv_path: str, spec: dict, data_report: dict) -> dict:
-    """MSE of ETS and ARIMA over persistence's on the test windows (one step ahead)."""
-    from statsmodels.tsa.arima.model import ARIMA
-    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
-
+def read_series(csv_path: str, spec: dict):
+    """The target column as the CLI reads it (same missing-value policy)."""
     from lstmcore import data
 
-    series = data.read_csv(
+    return data.read_csv(
         csv_path,
         target=spec["target"],
         features=spec["target"],
         time_column=spec.get("time"),
         missing=spec.get("missing", "error"),
     )
-    values = series.values[:, 0].astype(np.float64)
+
+
+def classical_ratios(csv_path: str, spec: dict, data_report: dict) -> dict:
+    """MSE of ETS and ARIMA over persistence's on the test windows (one step ahead)."""
+    from statsmodels.tsa.arima.model import ARIMA
+    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
+
+    values = read_series(csv_path, spec).values[:, 0].astype(np.float64)
     train_end = data_report["splits"]["train"]["rows"][1]
     test = data_report["splits"]["test"]
     window = data_report["input_steps"]
@@ -168,13 +172,7 @@ def refit_classical(rows: list[dict]) -> None:
             if key not in done:
                 spec = specs[row["series"]]
                 path = write_series_csv(spec, folder)
-                series = data.read_csv(
-                    path,
-                    target=spec["target"],
-                    features=spec["target"],
-                    time_column=spec.get("time"),
-                    missing=spec.get("missing", "error"),
-                )
+                series = read_series(path, spec)
                 report = data.windows(series, input_steps=row["window"], season=row["season"])
                 done[key] = classical_ratios(path, spec, report.to_dict())
             row.update(done[key])
