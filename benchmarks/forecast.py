@@ -152,7 +152,7 @@ def classical_ratios(csv_path: str, spec: dict, data_report: dict) -> dict:
             try:
                 fitted = make(values[:train_end]).fit(**fit_options[name])
                 predictions = np.asarray(fitted.apply(values).fittedvalues)
-            except Exception as error:  # a classical fit that fails is reported, not fatal
+            except Exception as error:  # noqa: BLE001 - a classical fit that fails is reported
                 out[name] = None
                 out[f"{name}_error"] = f"{type(error).__name__}: {error}"
                 continue
@@ -190,24 +190,49 @@ def summarise(rows: list[dict]) -> list[str]:
             return f"{median:.3f}"
         return f"{median:.3f} [{min(values):.3f}, {max(values):.3f}]"
 
-    header = ["series", "rows", "window", "season", "target mode", "seeds",
-              "model / persistence", "model / seasonal naive", "model / mean",
-              "ETS / persistence", "ARIMA / persistence", "model / best classical"]
+    header = [
+        "series",
+        "rows",
+        "window",
+        "season",
+        "target mode",
+        "seeds",
+        "model / persistence",
+        "model / seasonal naive",
+        "model / mean",
+        "ETS / persistence",
+        "ARIMA / persistence",
+        "model / best classical",
+    ]
     table = []
     keys = sorted({(r["series"], r["mode"]) for r in rows}, key=lambda k: (k[0], MODES.index(k[1])))
     for series, mode in keys:
         group = [r for r in rows if r["series"] == series and r["mode"] == mode]
         first = group[0]
-        best = [min(v for v in (r["ets"], r["arima"]) if v is not None) if (r["ets"] or r["arima"]) else None for r in group]
-        table.append([
-            series, first["rows"], first["window"], first["season"] or "-", mode, len(group),
-            cell([r["test"].get("persistence") for r in group]),
-            cell([r["test"].get("seasonal_naive") for r in group]),
-            cell([r["test"].get("mean") for r in group]),
-            cell([r["ets"] for r in group]),
-            cell([r["arima"] for r in group]),
-            cell([r["test"].get("persistence") / b if b else None for r, b in zip(group, best)]),
-        ])
+        best = [
+            min(v for v in (r["ets"], r["arima"]) if v is not None)
+            if (r["ets"] or r["arima"])
+            else None
+            for r in group
+        ]
+        table.append(
+            [
+                series,
+                first["rows"],
+                first["window"],
+                first["season"] or "-",
+                mode,
+                len(group),
+                cell([r["test"].get("persistence") for r in group]),
+                cell([r["test"].get("seasonal_naive") for r in group]),
+                cell([r["test"].get("mean") for r in group]),
+                cell([r["ets"] for r in group]),
+                cell([r["arima"] for r in group]),
+                cell(
+                    [r["test"].get("persistence") / b if b else None for r, b in zip(group, best)]
+                ),
+            ]
+        )
     return common.markdown_table(header, table)
 
 

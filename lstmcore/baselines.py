@@ -177,7 +177,7 @@ def score(
         target_mode=report.get("target_mode", "level"),
     )
     result: dict[str, Any] = {
-        "windows": int(len(y)),
+        "windows": len(y),
         "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "loss"),
         "season": season,
         "model": None,
@@ -191,8 +191,10 @@ def score(
         result.update(
             ratios={},
             notes=[
-                f"naive baselines need outputs shaped like the targets {y.shape[1:]}; the "
-                f"model's are {model_outputs.shape[1:]}"
+                (
+                    f"naive baselines need outputs shaped like the targets {y.shape[1:]}; the "
+                    f"model's are {model_outputs.shape[1:]}"
+                )
             ],
         )
         return result
@@ -286,7 +288,8 @@ def detect_season(values: Any, *, max_lag: int) -> int | None:
         return None
     # r[lag] for lag 0 .. max_lag + 1.
     r = np.array(
-        [1.0] + [np.dot(centred[:-lag], centred[lag:]) / denominator for lag in range(1, max_lag + 2)]
+        [1.0]
+        + [np.dot(centred[:-lag], centred[lag:]) / denominator for lag in range(1, max_lag + 2)]
     )
     for lag in range(2, max_lag + 1):
         if not r[lag - 1] < r[lag] >= r[lag + 1]:

@@ -128,7 +128,9 @@ def test_train_prints_and_logs_the_skill_against_the_baselines(tmp_path, capsys)
     assert history.baselines["split"] == "validation"
     assert history.baselines["windows"] == len(windowed.arrays("validation")[0])
     assert set(history.baselines["ratios"]) == {"persistence", "mean"}
-    assert f"validation: model {history.baselines['ratios']['persistence']:.3g} x persistence" in out
+    assert (
+        f"validation: model {history.baselines['ratios']['persistence']:.3g} x persistence" in out
+    )
     scalars = read_scalars(str(tmp_path / "r"))
     steps, values = scalars["val/persistence_loss"]
     assert steps.tolist() == [3]
