@@ -90,11 +90,15 @@ def run(
     mean_rmse = _rmse(np.full_like(raw_test_targets, raw_train_targets.mean()), raw_test_targets)
 
     results = {}
-    for name, windowed in (("raw", raw), ("normalized", scaled)):
+    names = _free_run_names(logdir, ("raw-inputs", "normalised-inputs"))
+    for name, windowed in zip(names, (raw, scaled)):
         if progress:
-            print(
-                f"\n== run '{name}': {'unscaled inputs in megawatts' if name == 'raw' else 'inputs scaled with training-split statistics'}"
+            what = (
+                "unscaled inputs in megawatts"
+                if windowed is raw
+                else "inputs scaled with training-split statistics"
             )
+            print(f"\n== run '{name}': {what}")
         model = models.forecaster(INPUT_STEPS, 2, 1, units=UNITS, seed=0)
         history = lstmcore.train(
             model,
@@ -106,7 +110,7 @@ def run(
             warmup_steps=steps // 10,
             decay="cosine",
             logdir=logdir,
-            run_name=None,
+            run_name=name,
             progress=progress,
             hparams={"demo_run": name},
         )
@@ -119,7 +123,8 @@ def run(
     print("\n== lstmcore demo: the same LSTM, the same steps, two ways of feeding it")
     print(f"   test RMSE of predicting the training mean: {mean_rmse:8.1f} MW")
     print(
-        f"   test RMSE of 'next hour = this hour':      {results['raw']['persistence_rmse_mw']:8.1f} MW"
+        f"   test RMSE of 'next hour = this hour':      "
+        f"{results[names[0]]['persistence_rmse_mw']:8.1f} MW"
     )
     for name, result in results.items():
         verdict = (
@@ -128,7 +133,7 @@ def run(
             else "learns the series"
         )
         print(
-            f"   run {name:<10} test RMSE {result['rmse_mw']:8.1f} MW, prediction spread "
+            f"   run {name:<17} test RMSE {result['rmse_mw']:8.1f} MW, prediction spread "
             f"{result['spread_ratio']:.2f} x the targets' -> {verdict}"
         )
     for name, result in results.items():
@@ -143,4 +148,17 @@ def run(
         print(f"     evidence: {top['evidence']}")
         print(f"     fix: {top['fix']}")
     print(f"\nSee both runs side by side: tensorboard --logdir {logdir}")
+    print(
+        "Training with model.fit? The same checks, probes and diagnosis are one callback:\n"
+        "    model.fit(x, y, callbacks=[lstmcore.keras.Diagnose(data=(x, y))])"
+    )
     return 0
+
+
+def _free_run_names(logdir: str, names: tuple[str, ...]) -> list[str]:
+    """`names`, with the first suffix `-2`, `-3`, ... that no existing run in `logdir` uses."""
+    suffix, number = "", 1
+    while any(os.path.exists(os.path.join(logdir, name + suffix)) for name in names):
+        number += 1
+        suffix = f"-{number}"
+    return [name + suffix for name in names]

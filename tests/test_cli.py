@@ -91,12 +91,23 @@ def test_a_bad_number_exits_2(capsys):
     assert "expected a positive integer, got '-3'" in capsys.readouterr().err
 
 
-def test_demo_shows_collapse_and_cure(tmp_path, capsys):
+def test_demo_shows_collapse_and_cure_in_runs_named_by_what_they_show(tmp_path, capsys):
     assert cli.main(["demo", "--logdir", str(tmp_path), "--steps", "120", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "run raw" in out and "collapsed" in out.split("run raw")[1].splitlines()[0]
-    assert "learns the series" in out.split("run normalized")[1].splitlines()[0]
-    assert len(os.listdir(tmp_path)) == 2
+    assert "collapsed" in out.split("run raw-inputs")[1].splitlines()[0]
+    assert "learns the series" in out.split("run normalised-inputs")[1].splitlines()[0]
+    assert sorted(os.listdir(tmp_path)) == ["normalised-inputs", "raw-inputs"]
+    assert out.strip().splitlines()[-1].strip().startswith("model.fit(x, y, callbacks=")
+
+
+def test_demo_run_names_never_reuse_an_existing_run(tmp_path):
+    from lstmcore import demo
+
+    (tmp_path / "raw-inputs").mkdir()
+    assert demo._free_run_names(str(tmp_path), ("raw-inputs", "normalised-inputs")) == [
+        "raw-inputs-2",
+        "normalised-inputs-2",
+    ]
 
 
 def test_bench_runs_a_benchmark_by_name(capsys):
