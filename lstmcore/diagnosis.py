@@ -98,11 +98,7 @@ LEAKS = (
 STRUCTURAL_CAUSES = (
     "nonfinite_data",
     "unnormalised_inputs",
-    "target_in_inputs",
-    "lookahead_leak",
-    "batch_leak",
-    "window_overlap",
-    "scaler_not_train_only",
+    *LEAKS,
     "learning_rate_too_low",
     "too_little_data",
     "unnormalised_targets",
