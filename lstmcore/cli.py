@@ -295,7 +295,8 @@ def _train_command(args) -> int:
         season=season,
     )
     report = windowed.to_dict()
-    report["target_mode"] = args.target_mode
+    # The data stay levels ("target_mode": "level"); the model applies its own form.
+    report["model_target_mode"] = args.target_mode
     target_features = baselines.target_feature_indices(report)
     if args.target_mode != "level" and target_features is None:
         raise ValueError(
@@ -350,8 +351,12 @@ def _train_command(args) -> int:
     )
     scores = {"validation": history.baselines, "test": test}
     with open(os.path.join(history.run_dir, "forecast_report.json"), "w") as handle:
-        json.dump({"window": window, "season": season, "target_mode": args.target_mode, **scores},
-                  handle, indent=2, default=float)
+        json.dump(
+            {"window": window, "season": season, "target_mode": args.target_mode, **scores},
+            handle,
+            indent=2,
+            default=float,
+        )
     val = history["val_loss"]
     print(
         f"final training loss {history.final_loss:.4g}"

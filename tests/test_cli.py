@@ -161,6 +161,14 @@ def test_a_relative_target_mode_saves_a_model_that_predicts_levels(tmp_path):
     ) == 0
     model = lstmcore_keras.load_model(tmp_path / "runs" / "r" / "model.keras")
     assert model.get_layer("add_last_value").target_features == [0]
+    # The baselines score level targets: persistence is the last value, not a zero change.
+    import json
+
+    report = json.loads((tmp_path / "runs" / "r" / "forecast_report.json").read_text())
+    loads = 100 + 10 * np.sin(np.arange(120) / 7)
+    rows = np.arange(120)[-report["test"]["windows"] :]
+    expected = np.mean((loads[rows] - loads[rows - 1]) ** 2)
+    assert report["test"]["persistence"] == pytest.approx(expected, rel=1e-3)
     # Raw megawatts in, raw megawatts out: the change head adds the last value back.
     constant = np.full((1, 6, 1), 100.0, np.float32)
     assert abs(float(model.predict(constant, verbose=0)[0, 0]) - 100.0) < 5.0
