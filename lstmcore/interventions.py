@@ -397,26 +397,24 @@ def _more_units(context: Context) -> Fix:
     )
 
 
-def _lower_rate(context: Context) -> Fix:
-    rate = context.setting.learning_rate / 10
+def _rate_fix(context: Context, rate: float, label: str) -> Fix:
     return Fix(
-        f"learning rate {rate:.3g} (a tenth)",
+        label,
         copy_model(context.model, sample_input=context.train[0]),
         context.train,
         context.held_out,
         dataclasses.replace(context.setting, learning_rate=rate),
     )
+
+
+def _lower_rate(context: Context) -> Fix:
+    rate = context.setting.learning_rate / 10
+    return _rate_fix(context, rate, f"learning rate {rate:.3g} (a tenth)")
 
 
 def _higher_rate(context: Context) -> Fix:
     rate = max(context.setting.learning_rate * 10, 1e-3)
-    return Fix(
-        f"learning rate {rate:.3g}",
-        copy_model(context.model, sample_input=context.train[0]),
-        context.train,
-        context.held_out,
-        dataclasses.replace(context.setting, learning_rate=rate),
-    )
+    return _rate_fix(context, rate, f"learning rate {rate:.3g}")
 
 
 def _change_target(context: Context) -> Fix:
