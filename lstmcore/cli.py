@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=_positive_int,
         default=None,
-        help="optimizer steps per run (default 400: 40 s in all on 2 CPU cores)",
+        help="optimizer steps per run (default 400: 39 s in all in one timed run on 2 CPU cores)",
     )
     demo.add_argument("--no-progress", action="store_true")
     return parser
