@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import initializers, target_forms
+from lstmcore import _keras_compat, initializers, target_forms
 from lstmcore import probes as probes_lib
 
 CONFIRM_RATIO = 0.8  # the fixed copy's held-out loss must be below 80% of the unchanged copy's
@@ -50,7 +50,7 @@ class CopyError(RuntimeError):
 def recurrent_layers(model) -> list:
     """Every LSTM layer in the model (Keras's or lstmcore's), wrappers' inner layers included."""
     found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in _keras_compat.flatten_layers(model):
         cell = getattr(layer, "cell", None)
         if (
             cell is not None

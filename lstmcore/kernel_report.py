@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 import keras
 import tensorflow as tf
 
+from lstmcore import _keras_compat
+
 
 @dataclass
 class LayerKernel:
@@ -68,7 +70,7 @@ def cudnn_report(model) -> list[LayerKernel]:
     """
     gpu = bool(tf.config.list_logical_devices("GPU"))
     reports = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in _keras_compat.flatten_layers(model):
         if hasattr(layer, "kernel_report") and callable(layer.kernel_report):
             text = layer.kernel_report()
             uses = "cudnn" in str(getattr(layer, "kernel_name", "")).lower()

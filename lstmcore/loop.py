@@ -19,7 +19,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import baselines, clipping, faults, monitor, optimizers, probes, runs, schedules
+from lstmcore import (
+    _keras_compat,
+    baselines,
+    clipping,
+    faults,
+    monitor,
+    optimizers,
+    probes,
+    runs,
+    schedules,
+)
 from lstmcore import writer as writer_lib
 from lstmcore.diagnosis import format_findings
 from lstmcore.history import STEP_KEYS, History, HistoryBuilder
@@ -624,7 +634,7 @@ def _restore_and_halve_learning_rate(checkpoints, optimizer, lr_scale, progress)
     a user's optimizer with a constant rate has that rate halved; one with its own schedule
     cannot be changed here, which is said.
     """
-    own_rate = getattr(optimizer, "_learning_rate", None)
+    own_rate = _keras_compat.optimizer_learning_rate(optimizer)
     constant = isinstance(own_rate, (tf.Variable, keras.Variable))
     scale_before = float(lr_scale.numpy())
     rate_before = float(np.asarray(own_rate)) if constant else None
@@ -638,7 +648,7 @@ def _restore_and_halve_learning_rate(checkpoints, optimizer, lr_scale, progress)
 
 
 def _uses_scale(optimizer) -> bool:
-    return isinstance(getattr(optimizer, "_learning_rate", None), schedules.KerasSchedule)
+    return isinstance(_keras_compat.optimizer_learning_rate(optimizer), schedules.KerasSchedule)
 
 
 def _next_multiple(step: int, every: int) -> int:

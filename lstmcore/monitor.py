@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lstmcore import _keras_compat
 from lstmcore import diagnosis as diagnose_lib
 from lstmcore import probes as probes_lib
 
@@ -41,7 +42,7 @@ def rng_untouched(model):
 def seed_states(model) -> list:
     """The state variables of every ``keras.random.SeedGenerator`` held by the model's layers."""
     states = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _keras_compat.flatten_layers(model, include_self=True):
         for value in vars(layer).values():
             if isinstance(value, keras.random.SeedGenerator):
                 states.append(value.state.value)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from lstmcore import clipping
+from lstmcore import _keras_compat, clipping
 
 # Bits of the "fault" metric: what was not finite in a skipped step.
 FAULT_LOSS, FAULT_GRADIENTS, FAULT_INPUTS, FAULT_TARGETS = 1, 2, 4, 8
@@ -35,7 +35,7 @@ class NormSeries:
 
 
 def _recurrent_layers(model):
-    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    layers = _keras_compat.flatten_layers(model)
     cells = {id(getattr(layer, "cell", None)) for layer in layers}
     for layer in layers:
         if id(layer) in cells:
