@@ -1,4 +1,4 @@
-"""Adam and AdamW whose per-variable update is one fused, compiled kernel.
+"""Optimizers by name (the registry and ``make``), and Adam/AdamW with a fused update.
 
 Keras's Adam updates each variable with about a dozen separate element-wise operations, each
 one a full pass over the variable in memory. Here the same arithmetic, term for term (Kingma
@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from lstmcore.config import Registry
+from lstmcore.errors import ConfigError
 
 
 @tf.function(jit_compile=True)
@@ -80,3 +83,66 @@ class Adam(_FusedAdamUpdate, keras.optimizers.Adam):
 @keras.saving.register_keras_serializable(package="lstmcore")
 class AdamW(_FusedAdamUpdate, keras.optimizers.AdamW):
     """``keras.optimizers.AdamW`` with a fused update (weight decay is Keras's own step)."""
+
+
+# Optimizer names -> factory(learning_rate) -> a Keras optimizer. Users register their own.
+OPTIMIZERS = Registry("optimizer")
+
+
+def _keras_optimizer(name: str):
+    def factory(learning_rate):
+        return keras.optimizers.get(
+            {"class_name": name, "config": {"learning_rate": learning_rate}}
+        )
+
+    factory.__name__ = name
+    return factory
+
+
+for _name in ("adam", "adamw", "sgd", "rmsprop", "nadam"):
+    OPTIMIZERS.register(_name)(_keras_optimizer(_name))
+OPTIMIZERS.register("fused_adam")(Adam)
+OPTIMIZERS.register("fused_adamw")(AdamW)
+
+_KERAS_CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
+
+
+def make(optimizer, learning_rate) -> keras.optimizers.Optimizer:
+    """The optimizer for ``train``'s ``optimizer`` option.
+
+    Args:
+      optimizer: a name in :data:`OPTIMIZERS` (``"adam"``, ``"adamw"``, ``"sgd"``,
+        ``"rmsprop"``, ``"nadam"``, ``"fused_adam"``, ``"fused_adamw"``, or one registered by
+        the user: ``OPTIMIZERS.register("name")(factory)``, ``factory(learning_rate)``), or a
+        Keras optimizer (returned as is).
+      learning_rate: a number or a ``LearningRateSchedule``, given to a named optimizer.
+
+    Returns:
+      A Keras optimizer.
+
+    Raises:
+      ConfigError: for an unknown name, or a Keras optimizer with its own ``clipnorm``,
+        ``clipvalue`` or ``global_clipnorm`` (Keras clips each replica's gradients before
+        they are aggregated and does not report the norm; lstmcore's ``clip`` does both).
+    """
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        for option in _KERAS_CLIPPING:
+            if getattr(optimizer, option, None) is not None:
+                raise ConfigError(
+                    f"optimizer has {option}={getattr(optimizer, option)}; use train(clip=..., "
+                    "clip_norm=...) instead (Keras clips before cross-replica aggregation and "
+                    "does not report the norm)"
+                )
+        return optimizer
+    if not isinstance(optimizer, str):
+        names = ", ".join(repr(name) for name in OPTIMIZERS.names())
+        raise ConfigError(
+            f"optimizer must be one of {names} or a Keras optimizer; got {optimizer!r}"
+        )
+    made = OPTIMIZERS.get(optimizer, option="optimizer")(learning_rate)
+    if not isinstance(made, keras.optimizers.Optimizer):
+        raise ConfigError(
+            f"the factory registered as optimizer={optimizer!r} returned {made!r}, not a Keras "
+            "optimizer"
+        )
+    return make(made, learning_rate)

@@ -16,15 +16,23 @@ Convention (the same as optax and the Hugging Face Trainer): the update made at 
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
-Schedule = Callable[[Union[int, float, tf.Tensor]], tf.Tensor]
+from lstmcore import config
+from lstmcore.config import Registry
+from lstmcore.errors import ConfigError
 
-DECAYS = ("constant", "linear", "cosine", "exponential", "inverse_sqrt")
-WARMUPS = ("linear", "exponential")
+Schedule = Callable[[int | float | tf.Tensor], tf.Tensor]
+
+# What follows warmup: name -> factory(peak, *, decay_steps, warmup_steps, end_value) returning
+# a schedule that starts at ``peak`` and is counted from the end of warmup. ``end_value`` is
+# None when the user gave none (each factory has its default).
+DECAYS = Registry("decay")
+# The warmup: name -> factory(init_value or None, peak, warmup_steps) returning a schedule.
+WARMUPS = Registry("warmup")
 
 
 def _as_step(step) -> tf.Tensor:
@@ -183,6 +191,41 @@ def join(schedules: list[Schedule], boundaries: list[int]) -> Schedule:
     return schedule
 
 
+@DECAYS.register("constant")
+def _constant_decay(peak, *, decay_steps, warmup_steps, end_value):
+    return constant(peak)
+
+
+@DECAYS.register("linear")
+def _linear_decay(peak, *, decay_steps, warmup_steps, end_value):
+    return linear(peak, end_value or 0.0, decay_steps)
+
+
+@DECAYS.register("cosine")
+def _cosine_decay(peak, *, decay_steps, warmup_steps, end_value):
+    return cosine_decay(peak, decay_steps, end_value or 0.0)
+
+
+@DECAYS.register("exponential")
+def _exponential_decay(peak, *, decay_steps, warmup_steps, end_value):
+    return exponential(peak, peak / 100.0 if end_value is None else end_value, decay_steps)
+
+
+@DECAYS.register("inverse_sqrt")
+def _inverse_sqrt_decay(peak, *, decay_steps, warmup_steps, end_value):
+    return inverse_sqrt(peak, warmup_steps)
+
+
+@WARMUPS.register("linear")
+def _linear_warmup(init_value, peak, warmup_steps):
+    return linear(0.0 if init_value is None else init_value, peak, warmup_steps)
+
+
+@WARMUPS.register("exponential")
+def _exponential_warmup(init_value, peak, warmup_steps):
+    return exponential(peak / 1000.0 if init_value is None else init_value, peak, warmup_steps)
+
+
 def _keras_schedule_as_function(schedule) -> Schedule:
     def function(step):
         return tf.cast(schedule(tf.cast(step, tf.float32)), tf.float32)
@@ -231,88 +274,216 @@ def warmup_schedule(
       ValueError: for a warmup longer than the run, an unknown warmup or decay, negative or
         non-finite values, or both ``warmup_steps`` and ``warmup_fraction``.
     """
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
-        raise ValueError(f"total_steps must be a positive integer; got {total_steps!r}")
+    total_steps = config.integer("total_steps", total_steps)
     if warmup_steps is not None and warmup_fraction is not None:
-        raise ValueError(
+        raise ConfigError(
             "give warmup_steps or warmup_fraction, not both; "
             f"got warmup_steps={warmup_steps}, warmup_fraction={warmup_fraction}"
         )
-    if warmup_fraction is not None:
-        if not 0.0 <= float(warmup_fraction) < 1.0:
-            raise ValueError(f"warmup_fraction must be in [0, 1); got {warmup_fraction!r}")
-        warmup_steps = int(round(float(warmup_fraction) * total_steps))
-    warmup_steps = 0 if warmup_steps is None else warmup_steps
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be a non-negative integer; got {warmup_steps!r}")
-    if warmup_steps > total_steps:
-        raise ValueError(
-            f"warmup_steps ({warmup_steps}) is longer than the run (total_steps={total_steps}); "
-            "total_steps includes the warmup, so use warmup_steps <= total_steps"
-        )
-    if warmup not in WARMUPS:
-        raise ValueError(f"warmup must be one of {WARMUPS}; got {warmup!r}")
+    warmup_steps = _warmup_steps(total_steps, warmup_steps, warmup_fraction)
+    warmup_factory = WARMUPS.get(warmup, option="warmup")
 
     if isinstance(peak_value, keras.optimizers.schedules.LearningRateSchedule) or callable(
         peak_value
     ):
         if decay != "constant":
-            raise ValueError(
+            raise ConfigError(
                 "peak_value is already a schedule; pass decay='constant' (the default) or a "
                 f"number as peak_value; got decay={decay!r}"
             )
         decay, peak_value = peak_value, None
 
-    decay_steps = total_steps - warmup_steps
     if isinstance(decay, str):
-        if decay not in DECAYS:
-            raise ValueError(
-                f"decay must be one of {DECAYS}, a keras LearningRateSchedule or a callable; "
-                f"got {decay!r}"
-            )
+        decay_factory = DECAYS.get(decay, option="decay")
         peak = _check_rate("peak_value", peak_value)
-        if decay == "constant":
-            after = constant(peak)
-        elif decay == "linear":
-            after = linear(peak, _check_rate("end_value", end_value or 0.0), decay_steps)
-        elif decay == "cosine":
-            after = cosine_decay(peak, decay_steps, _check_rate("end_value", end_value or 0.0))
-        elif decay == "exponential":
-            end = peak / 100.0 if end_value is None else _check_rate("end_value", end_value)
-            after = exponential(peak, end, decay_steps)
-        else:
-            after = inverse_sqrt(peak, warmup_steps)
+        end = None if end_value is None else _check_rate("end_value", end_value)
+        after = decay_factory(
+            peak, decay_steps=total_steps - warmup_steps, warmup_steps=warmup_steps, end_value=end
+        )
     else:
         if isinstance(decay, keras.optimizers.schedules.LearningRateSchedule):
             after = _keras_schedule_as_function(decay)
         elif callable(decay):
             after = decay
         else:
-            raise ValueError(
-                f"decay must be one of {DECAYS}, a keras LearningRateSchedule or a callable; "
-                f"got {decay!r}"
+            raise ConfigError(
+                f"decay must be one of {_names(DECAYS)}, a keras LearningRateSchedule or a "
+                f"callable; got {decay!r}"
             )
         peak = _check_rate("the decay schedule's value at step 0", float(after(0)))
 
     if warmup_steps == 0:
         return after
-    if warmup == "linear":
-        start = 0.0 if init_value is None else _check_rate("init_value", init_value)
-        ramp = linear(start, peak, warmup_steps)
-    else:
-        start = peak / 1000.0 if init_value is None else _check_rate("init_value", init_value)
-        ramp = exponential(start, peak, warmup_steps)
-    return join([ramp, after], [warmup_steps])
+    start = None if init_value is None else _check_rate("init_value", init_value)
+    return join([warmup_factory(start, peak, warmup_steps), after], [warmup_steps])
+
+
+def _warmup_steps(total_steps: int, warmup_steps, warmup_fraction) -> int:
+    if warmup_fraction is not None:
+        fraction = config.number("warmup_fraction", warmup_fraction, minimum=0)
+        if fraction >= 1.0:
+            raise ConfigError(f"warmup_fraction must be in [0, 1); got {warmup_fraction!r}")
+        warmup_steps = round(fraction * total_steps)
+    warmup_steps = config.integer(
+        "warmup_steps", 0 if warmup_steps is None else warmup_steps, minimum=0
+    )
+    if warmup_steps > total_steps:
+        raise ConfigError(
+            f"warmup_steps ({warmup_steps}) is longer than the run (total_steps={total_steps}); "
+            "total_steps includes the warmup, so use warmup_steps <= total_steps"
+        )
+    return warmup_steps
 
 
 def _check_rate(name: str, value) -> float:
-    try:
+    if isinstance(value, (tf.Tensor, tf.Variable)) and value.shape.rank == 0:
         value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0; got {value!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return config.number(name, value, minimum=0)
+
+
+def _names(registry) -> str:
+    return ", ".join(repr(name) for name in registry.names())
+
+
+@keras.saving.register_keras_serializable(package="lstmcore")
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """A warmup joined to a decay, as a serialisable Keras ``LearningRateSchedule``.
+
+    The rates are :func:`warmup_schedule`'s. A Keras optimizer calls it with its own
+    ``iterations``, so the schedule, the logged learning rate and the checkpointed step share
+    one counter. ``get_config`` records every option (a Keras schedule given as the rate or the
+    decay is serialised inside it), so an optimizer reloaded from a saved model continues with
+    the same rates. ``scale``, a ``tf.Variable`` multiplied into the rate (the non-finite
+    "restore" policy halves it), is state of one run and is not serialised: a reloaded
+    schedule has scale 1.
+
+    Build it with :func:`for_training`.
+    """
+
+    def __init__(
+        self,
+        learning_rate,
+        total_steps: int,
+        warmup_steps: int = 0,
+        warmup: str = "linear",
+        decay="constant",
+        end_learning_rate: float | None = None,
+        init_learning_rate: float | None = None,
+        scale: tf.Variable | None = None,
+    ):
+        if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            pass
+        else:
+            learning_rate = _check_rate("learning_rate", learning_rate)
+        if not isinstance(decay, (str, keras.optimizers.schedules.LearningRateSchedule)):
+            raise ConfigError(
+                f"decay must be one of {_names(DECAYS)} or a keras LearningRateSchedule (a "
+                f"plain function cannot be saved with the model); got {decay!r}"
+            )
+        self.learning_rate = learning_rate
+        self.total_steps = config.integer("total_steps", total_steps)
+        self.warmup_steps = _warmup_steps(self.total_steps, warmup_steps, None)
+        self.warmup = config.choice("warmup", warmup, WARMUPS.names())
+        self.decay = decay.lower() if isinstance(decay, str) else decay
+        self.end_learning_rate = end_learning_rate
+        self.init_learning_rate = init_learning_rate
+        self.scale = scale
+        self._function = warmup_schedule(
+            learning_rate,
+            total_steps=self.total_steps,
+            warmup_steps=self.warmup_steps,
+            warmup=self.warmup,
+            decay=self.decay,
+            init_value=init_learning_rate,
+            end_value=end_learning_rate,
+        )
+
+    def __call__(self, step):
+        rate = tf.cast(self._function(step), tf.float32)
+        if self.scale is not None:
+            rate = rate * tf.cast(self.scale, tf.float32)
+        return rate
+
+    def get_config(self):
+        return {
+            "learning_rate": _serialised(self.learning_rate),
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "warmup": self.warmup,
+            "decay": _serialised(self.decay),
+            "end_learning_rate": self.end_learning_rate,
+            "init_learning_rate": self.init_learning_rate,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("learning_rate", "decay"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.optimizers.schedules.deserialize(config[key])
+        return cls(**config)
+
+
+def _serialised(value):
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        return keras.optimizers.schedules.serialize(value)
     return value
+
+
+def for_training(
+    learning_rate,
+    *,
+    total_steps: int,
+    warmup_steps: int | None = None,
+    warmup_fraction: float | None = None,
+    warmup: str = "linear",
+    decay="constant",
+    end_learning_rate: float | None = None,
+    scale: tf.Variable | None = None,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The learning-rate schedule of a training run, as a serialisable Keras schedule.
+
+    Over steps ``[0, W)`` the rate rises from 0 (linear warmup) or ``peak / 1000``
+    (exponential) to ``learning_rate``; from step ``W`` the decay runs over the remaining
+    ``total_steps - W`` steps. Warmups and decays are looked up in :data:`WARMUPS` and
+    :data:`DECAYS` (users register their own there).
+
+    Args:
+      learning_rate: the peak rate (a number >= 0), or a Keras ``LearningRateSchedule``
+        (then ``decay`` must be ``"constant"``; a warmup ramps to its value at step 0 and it
+        runs from the end of warmup).
+      total_steps: the length of the run in optimizer steps, warmup included.
+      warmup_steps: warmup length in steps; or ``warmup_fraction`` of ``total_steps``.
+      warmup_fraction: warmup length as a fraction of ``total_steps``, in ``[0, 1)``.
+      warmup: a name in :data:`WARMUPS` (``"linear"``, ``"exponential"``).
+      decay: a name in :data:`DECAYS` (``"constant"``, ``"linear"``, ``"cosine"``,
+        ``"exponential"``, ``"inverse_sqrt"``) or a Keras ``LearningRateSchedule``.
+      end_learning_rate: the rate at ``total_steps`` for decaying schedules.
+      scale: an optional ``tf.Variable`` multiplied into the rate; not serialised.
+
+    Returns:
+      A :class:`WarmupDecay`.
+
+    Raises:
+      ConfigError: for any option that cannot work, naming it.
+    """
+    total_steps = config.integer("total_steps", total_steps)
+    if warmup_steps is not None and warmup_fraction is not None:
+        raise ConfigError(
+            "give warmup_steps or warmup_fraction, not both; "
+            f"got warmup_steps={warmup_steps}, warmup_fraction={warmup_fraction}"
+        )
+    if scale is not None and not isinstance(scale, tf.Variable):
+        raise ConfigError(f"scale must be None or a tf.Variable; got {scale!r}")
+    return WarmupDecay(
+        learning_rate,
+        total_steps=total_steps,
+        warmup_steps=_warmup_steps(total_steps, warmup_steps, warmup_fraction),
+        warmup=warmup,
+        decay=decay,
+        end_learning_rate=end_learning_rate,
+        scale=scale,
+    )
 
 
 @keras.saving.register_keras_serializable(package="lstmcore")
@@ -320,7 +491,8 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """A ``step -> lr`` function seen by a Keras optimizer as a ``LearningRateSchedule``.
 
     The optimizer calls it with its own ``iterations``, so the schedule, the logged learning
-    rate and the checkpointed step share one counter.
+    rate and the checkpointed step share one counter. A function cannot be serialised; its
+    description (``config``) is. Prefer :func:`for_training`, whose schedules reload exactly.
     """
 
     def __init__(self, schedule: Schedule, config: dict | None = None):
@@ -331,13 +503,38 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return self.schedule(step)
 
     def get_config(self):
-        # A function cannot be serialised; the description of it can, and is what a saved
-        # model records. Reloading a model for inference needs no schedule.
         return {"description": self.config}
 
     @classmethod
     def from_config(cls, config):
-        return cls(constant(0.0), config.get("description"))
+        # Earlier versions saved train()'s options as the description; rebuild the schedule
+        # from them. Anything else cannot be rebuilt: training with it says so (it used to
+        # train silently at rate 0); loading the model for inference still works.
+        description = dict(config.get("description") or {})
+        try:
+            schedule = for_training(
+                description["learning_rate"],
+                total_steps=description["total_steps"],
+                warmup_steps=description.get("warmup_steps"),
+                warmup_fraction=description.get("warmup_fraction"),
+                warmup=description.get("warmup", "linear"),
+                decay=description.get("decay", "constant"),
+                end_learning_rate=description.get("end_learning_rate"),
+            )
+        except (KeyError, ValueError):
+            schedule = _unrebuildable(description)
+        return cls(schedule, description)
+
+
+def _unrebuildable(description: dict) -> Schedule:
+    def schedule(step):
+        raise ConfigError(
+            "this optimizer's learning-rate schedule was saved as a plain function and cannot "
+            f"be rebuilt (its description: {description}); compile the reloaded model with a "
+            "new optimizer, or save schedules made by lstmcore.schedules.for_training"
+        )
+
+    return schedule
 
 
 def as_keras_schedule(schedule: Schedule, config: dict | None = None) -> KerasSchedule:

@@ -87,7 +87,7 @@ def test_keras_optimizer_reads_the_schedule_from_its_iterations():
     [
         ({"total_steps": 10, "warmup_steps": 11}, "longer than the run"),
         ({"total_steps": 0}, "total_steps must be a positive integer"),
-        ({"total_steps": 10, "warmup_steps": -1}, "warmup_steps must be a non-negative"),
+        ({"total_steps": 10, "warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
         ({"total_steps": 10, "warmup_fraction": 1.5}, r"warmup_fraction must be in \[0, 1\)"),
         ({"total_steps": 10, "warmup_steps": 2, "warmup_fraction": 0.1}, "not both"),
         ({"total_steps": 10, "decay": "cosinus"}, "decay must be one of"),
