@@ -346,7 +346,58 @@ def _names(registry) -> str:
 
 
 @keras.saving.register_keras_serializable(package="lstmcore")
-class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A ``step -> lr`` function seen by a Keras optimizer as a ``LearningRateSchedule``.
+
+    The optimizer calls it with its own ``iterations``, so the schedule, the logged learning
+    rate and the checkpointed step share one counter. A function cannot be serialised; its
+    description (``config``) is. Prefer :func:`for_training`, whose schedules reload exactly.
+    """
+
+    def __init__(self, schedule: Schedule, config: dict | None = None):
+        self.schedule = schedule
+        self.config = dict(config or {})
+
+    def __call__(self, step):
+        return self.schedule(step)
+
+    def get_config(self):
+        return {"description": self.config}
+
+    @classmethod
+    def from_config(cls, config):
+        # Earlier versions saved train()'s options as the description; rebuild the schedule
+        # from them. Anything else cannot be rebuilt: training with it says so (it used to
+        # train silently at rate 0); loading the model for inference still works.
+        description = dict(config.get("description") or {})
+        try:
+            schedule = for_training(
+                description["learning_rate"],
+                total_steps=description["total_steps"],
+                warmup_steps=description.get("warmup_steps"),
+                warmup_fraction=description.get("warmup_fraction"),
+                warmup=description.get("warmup", "linear"),
+                decay=description.get("decay", "constant"),
+                end_learning_rate=description.get("end_learning_rate"),
+            )
+        except (KeyError, ValueError):
+            schedule = _unrebuildable(description)
+        return cls(schedule, description)
+
+
+def _unrebuildable(description: dict) -> Schedule:
+    def schedule(step):
+        raise ConfigError(
+            "this optimizer's learning-rate schedule was saved as a plain function and cannot "
+            f"be rebuilt (its description: {description}); compile the reloaded model with a "
+            "new optimizer, or save schedules made by lstmcore.schedules.for_training"
+        )
+
+    return schedule
+
+
+@keras.saving.register_keras_serializable(package="lstmcore")
+class WarmupDecay(KerasSchedule):
     """A warmup joined to a decay, as a serialisable Keras ``LearningRateSchedule``.
 
     The rates are :func:`warmup_schedule`'s. A Keras optimizer calls it with its own
@@ -357,7 +408,8 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     "restore" policy halves it), is state of one run and is not serialised: a reloaded
     schedule has scale 1.
 
-    Build it with :func:`for_training`.
+    Build it with :func:`for_training`. It is a :class:`KerasSchedule` (``schedule`` is its
+    ``step -> lr`` function), so code that recognised lstmcore's schedules still does.
     """
 
     def __init__(
@@ -388,7 +440,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.end_learning_rate = end_learning_rate
         self.init_learning_rate = init_learning_rate
         self.scale = scale
-        self._function = warmup_schedule(
+        self.schedule = warmup_schedule(
             learning_rate,
             total_steps=self.total_steps,
             warmup_steps=self.warmup_steps,
@@ -398,8 +450,12 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             end_value=end_learning_rate,
         )
 
+    @property
+    def config(self) -> dict:
+        return self.get_config()
+
     def __call__(self, step):
-        rate = tf.cast(self._function(step), tf.float32)
+        rate = tf.cast(self.schedule(step), tf.float32)
         if self.scale is not None:
             rate = rate * tf.cast(self.scale, tf.float32)
         return rate
@@ -484,57 +540,6 @@ def for_training(
         end_learning_rate=end_learning_rate,
         scale=scale,
     )
-
-
-@keras.saving.register_keras_serializable(package="lstmcore")
-class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """A ``step -> lr`` function seen by a Keras optimizer as a ``LearningRateSchedule``.
-
-    The optimizer calls it with its own ``iterations``, so the schedule, the logged learning
-    rate and the checkpointed step share one counter. A function cannot be serialised; its
-    description (``config``) is. Prefer :func:`for_training`, whose schedules reload exactly.
-    """
-
-    def __init__(self, schedule: Schedule, config: dict | None = None):
-        self.schedule = schedule
-        self.config = dict(config or {})
-
-    def __call__(self, step):
-        return self.schedule(step)
-
-    def get_config(self):
-        return {"description": self.config}
-
-    @classmethod
-    def from_config(cls, config):
-        # Earlier versions saved train()'s options as the description; rebuild the schedule
-        # from them. Anything else cannot be rebuilt: training with it says so (it used to
-        # train silently at rate 0); loading the model for inference still works.
-        description = dict(config.get("description") or {})
-        try:
-            schedule = for_training(
-                description["learning_rate"],
-                total_steps=description["total_steps"],
-                warmup_steps=description.get("warmup_steps"),
-                warmup_fraction=description.get("warmup_fraction"),
-                warmup=description.get("warmup", "linear"),
-                decay=description.get("decay", "constant"),
-                end_learning_rate=description.get("end_learning_rate"),
-            )
-        except (KeyError, ValueError):
-            schedule = _unrebuildable(description)
-        return cls(schedule, description)
-
-
-def _unrebuildable(description: dict) -> Schedule:
-    def schedule(step):
-        raise ConfigError(
-            "this optimizer's learning-rate schedule was saved as a plain function and cannot "
-            f"be rebuilt (its description: {description}); compile the reloaded model with a "
-            "new optimizer, or save schedules made by lstmcore.schedules.for_training"
-        )
-
-    return schedule
 
 
 def as_keras_schedule(schedule: Schedule, config: dict | None = None) -> KerasSchedule:
