@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import target_forms
+from lstmcore import config, target_forms
+from lstmcore.errors import ConfigError, DataError
 
 logger = logging.getLogger("lstmcore.data")
 
@@ -78,14 +79,14 @@ class Scaler:
         mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
         std = np.asarray(self.std, dtype=np.float64).reshape(-1)
         if not (len(columns) == mean.shape[0] == std.shape[0]):
-            raise ValueError(
+            raise DataError(
                 f"Scaler: columns, mean and std must have the same length; got "
                 f"{len(columns)}, {mean.shape[0]} and {std.shape[0]}"
             )
         if not np.all(np.isfinite(mean)):
-            raise ValueError(f"Scaler: mean must be finite; got {mean.tolist()}")
+            raise DataError(f"Scaler: mean must be finite; got {mean.tolist()}")
         if not np.all(np.isfinite(std) & (std > 0)):
-            raise ValueError(f"Scaler: std must be finite and > 0; got {std.tolist()}")
+            raise DataError(f"Scaler: std must be finite and > 0; got {std.tolist()}")
         object.__setattr__(self, "columns", columns)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
@@ -98,7 +99,7 @@ class Scaler:
     def _checked(self, values: Any, indices: np.ndarray) -> np.ndarray:
         values = np.asarray(values)
         if values.ndim == 0 or values.shape[-1] != len(indices):
-            raise ValueError(
+            raise DataError(
                 f"values must have {len(indices)} columns in the last axis (one per selected "
                 f"scaler column); got shape {values.shape}"
             )
@@ -152,7 +153,7 @@ class Scaler:
         """Rebuilds a scaler from the output of `to_dict` (for example after JSON)."""
         missing_keys = {"columns", "mean", "std"} - set(config)
         if missing_keys:
-            raise ValueError(
+            raise ConfigError(
                 f"Scaler.from_dict: config lacks keys {sorted(missing_keys)}; expected the "
                 f"dict written by Scaler.to_dict with keys columns, mean and std"
             )
@@ -181,11 +182,11 @@ def fit_scaler(values: Any, *, columns: Sequence[str] | None = None) -> Scaler:
     if values.ndim == 1:
         values = values[:, None]
     if values.ndim != 2 or values.shape[0] == 0:
-        raise ValueError(f"values must be a non-empty [rows, columns] array; got {values.shape}")
+        raise DataError(f"values must be a non-empty [rows, columns] array; got {values.shape}")
     _check_finite(values, _default_names(values.shape[1]) if columns is None else columns)
     names = _default_names(values.shape[1]) if columns is None else tuple(map(str, columns))
     if len(names) != values.shape[1]:
-        raise ValueError(
+        raise ConfigError(
             f"columns must name each of the {values.shape[1]} columns; got {len(names)} names"
         )
     mean = values.mean(axis=0)
@@ -223,6 +224,10 @@ class Series:
             or None.
         report: JSON-ready facts about where the values came from (file, rows read, values
             filled or dropped).
+        interpolated: The runs of missing values `read_csv(missing="interpolate")` filled,
+            as `(column index, first row, end row)` triples: rows `[first, end)` of that
+            column were drawn between the values at rows `first - 1` and `end`. `windows`
+            uses them to keep every split's fills inside the split.
     """
 
     values: np.ndarray
@@ -231,16 +236,17 @@ class Series:
     target_columns: tuple[str, ...] | None = None
     time: np.ndarray | None = None
     report: dict[str, Any] = dataclasses.field(default_factory=dict)
+    interpolated: tuple[tuple[int, int, int], ...] = ()
 
     def __post_init__(self):
         values = np.asarray(self.values, dtype=np.float32)
         if values.ndim == 1:
             values = values[:, None]
         if values.ndim != 2:
-            raise ValueError(f"Series: values must be [time, features]; got shape {values.shape}")
+            raise DataError(f"Series: values must be [time, features]; got shape {values.shape}")
         columns = tuple(str(c) for c in self.columns)
         if len(columns) != values.shape[1] or len(set(columns)) != len(columns):
-            raise ValueError(
+            raise ConfigError(
                 f"Series: columns must be {values.shape[1]} distinct names, one per column of "
                 f"values; got {list(columns)}"
             )
@@ -250,7 +256,7 @@ class Series:
                 names = tuple(str(columns[i]) for i in _resolve_columns(names, columns, field))
                 object.__setattr__(self, field, names)
         if self.time is not None and len(self.time) != values.shape[0]:
-            raise ValueError(
+            raise DataError(
                 f"Series: time must have one entry per row ({values.shape[0]}); "
                 f"got {len(self.time)}"
             )
@@ -360,7 +366,7 @@ class WindowedData:
         elif values.ndim >= 1 and values.shape[-1] == horizon * num_targets:
             shaped = values.reshape(*values.shape[:-1], horizon, num_targets)
         else:
-            raise ValueError(
+            raise DataError(
                 f"targets must end in horizon * targets = {horizon * num_targets} values or "
                 f"[{horizon}, {num_targets}]; got shape {values.shape}"
             )
@@ -395,7 +401,7 @@ class WindowedData:
 
     def _from_form(self, shaped: np.ndarray, mode: str, split, inputs) -> np.ndarray:
         if (split is None) == (inputs is None):
-            raise ValueError(
+            raise ConfigError(
                 f"target_mode={mode!r} values are relative to their windows: pass exactly one "
                 f"of split='train'|'validation'|'test' (the windows of arrays(split)) or "
                 f"inputs= (level windows, e.g. from inference_windows)"
@@ -404,7 +410,7 @@ class WindowedData:
             self._level_arrays(split)[0] if split is not None else np.asarray(inputs, np.float32)
         )
         if level_inputs.ndim != 3 or shaped.ndim != 3 or len(level_inputs) != len(shaped):
-            raise ValueError(
+            raise DataError(
                 f"need one row of targets per window: got targets {shaped.shape[:-2]} rows and "
                 f"inputs of shape {level_inputs.shape}"
             )
@@ -508,7 +514,7 @@ def windows(
     min_gap = window_rows - 1
     gap = min_gap if gap is None else _check_int(gap, "gap", minimum=None)
     if gap < min_gap:
-        raise ValueError(
+        raise ConfigError(
             f"gap must be >= input_steps + horizon - 1 = {min_gap} so that no row is shared "
             f"between splits (a smaller gap lets training targets appear in validation "
             f"inputs); got gap={gap}. Leave gap=None for the smallest safe gap."
@@ -519,7 +525,7 @@ def windows(
         season = _check_int(season, "season", minimum=2)
     num_rows = values.shape[0]
     if num_rows < window_rows:
-        raise ValueError(
+        raise DataError(
             f"series has {num_rows} rows, fewer than the input_steps + horizon = {window_rows} "
             f"rows one window needs; use a longer series or smaller input_steps/horizon"
         )
@@ -535,7 +541,7 @@ def windows(
     if target_mode != "level":
         missing = [columns[i] for i in target_indices if i not in feature_indices]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"target_mode={target_mode!r} reads each target's past from its window, but "
                 f"target column(s) {missing} are not among the features "
                 f"{[columns[i] for i in feature_indices]}; add them to features or use "
@@ -546,7 +552,7 @@ def windows(
     starts = {}
     for name, (start, end), fraction in zip(SPLIT_NAMES, bounds, fractions):
         if end - start < window_rows:
-            raise ValueError(
+            raise DataError(
                 f"splits={tuple(fractions)} leaves the {name} split rows [{start}, {end}) "
                 f"({end - start} rows), fewer than the input_steps + horizon = {window_rows} "
                 f"rows one window needs; use a longer series, a larger {name} fraction, a "
@@ -554,6 +560,9 @@ def windows(
             )
         starts[name] = np.arange(start, end - window_rows + 1, stride, dtype=np.int64)
 
+    cut = 0
+    if isinstance(series, Series) and series.interpolated:
+        values, cut = _fills_inside_splits(values, series.interpolated, bounds)
     train_start, train_end = bounds[0]
     if season == "auto":
         from lstmcore import baselines
@@ -613,6 +622,7 @@ def windows(
         "splits": split_reports,
         "season": season,
         "target_mode": target_mode,
+        "interpolation_cut_at_split_ends": cut,
         "source": copy.deepcopy(source),
     }
     _log_report(report)
@@ -662,7 +672,7 @@ def default_input_steps(
     smallest = math.floor(min(fractions) * num_rows)
     limit = smallest // 2 - horizon
     if limit < 2:
-        raise ValueError(
+        raise DataError(
             f"the smallest split holds {smallest} of the {num_rows} rows, too few for a window "
             f"of 2 steps and a horizon of {horizon} in half of it; use a longer series, "
             f"larger validation/test fractions or a shorter horizon"
@@ -698,7 +708,7 @@ def inference_windows(
     values, columns, default_features, _, _, _ = _unpack_series(series)
     input_steps = _check_int(input_steps, "input_steps", minimum=1)
     if values.shape[0] < input_steps:
-        raise ValueError(f"series has {values.shape[0]} rows, fewer than input_steps={input_steps}")
+        raise DataError(f"series has {values.shape[0]} rows, fewer than input_steps={input_steps}")
     _check_finite(values, columns)
     feature_indices = _resolve_columns(
         default_features if features is None else features, columns, "features"
@@ -736,8 +746,10 @@ def read_csv(
     - "ffill": carry the last valid value forward (uses the past only); a column that
       starts with a missing value raises.
     - "interpolate": linear in time (or in row number without a time column); a column that
-      starts or ends with a missing value raises. It reads the next valid value, so a gap
-      right at a split boundary borrows one value from the later split.
+      starts or ends with a missing value raises. It reads the next valid value; `windows`
+      keeps that inside each split: rows whose next valid value lies past the end of their
+      split (in validation or test rows) are carried forward from the last value instead,
+      so no split's rows hold a value drawn from a later split.
 
     Any other non-numeric cell in a selected column raises whatever the policy. Columns not
     selected (neither target, feature nor time) are not parsed.
@@ -767,7 +779,7 @@ def read_csv(
     """
     path = os.fspath(path)
     if missing not in MISSING_POLICIES:
-        raise ValueError(f"missing must be one of {MISSING_POLICIES}; got {missing!r}")
+        raise ConfigError(f"missing must be one of {MISSING_POLICIES}; got {missing!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"read_csv: no file at path={path!r}")
 
@@ -777,7 +789,7 @@ def read_csv(
         while header is not None and not any(cell.strip() for cell in header):
             header = next(reader, None)
         if header is None:
-            raise ValueError(
+            raise DataError(
                 f"{path} is empty; expected a header row naming the columns, then one row "
                 f"per time step"
             )
@@ -795,7 +807,7 @@ def read_csv(
             feature_indices = _resolve_columns(features, header, "features")
         for name, indices in (("target", target_indices), ("features", feature_indices)):
             if time_index is not None and time_index in indices:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} includes the time column {header[time_index]!r}; the time column "
                     f"cannot also be a {name[:6]} column"
                 )
@@ -808,7 +820,7 @@ def read_csv(
             if not row:
                 continue  # blank line
             if len(row) != len(header):
-                raise ValueError(
+                raise DataError(
                     f"line {reader.line_num} of {path} has {len(row)} fields but the header "
                     f"has {len(header)}; every row needs one value per column (quote fields "
                     f"that contain {delimiter!r})"
@@ -817,7 +829,7 @@ def read_csv(
                 cells[i].append(row[i])
             line_numbers.append(reader.line_num)
     if not line_numbers:
-        raise ValueError(f"{path} has a header but no data rows")
+        raise DataError(f"{path} has a header but no data rows")
     line_numbers = np.asarray(line_numbers, dtype=np.int64)
 
     names = tuple(header[i] for i in kept)
@@ -827,7 +839,9 @@ def read_csv(
     time = None
     if time_index is not None:
         time = _parse_time(cells[time_index], header[time_index], line_numbers, path)
-    values, time, fill_report = _fill_missing(values, time, names, line_numbers, path, missing)
+    values, time, fill_report, runs = _fill_missing(
+        values, time, names, line_numbers, path, missing
+    )
 
     report = {
         "path": path,
@@ -853,6 +867,7 @@ def read_csv(
         target_columns=tuple(header[i] for i in target_indices),
         time=time,
         report=report,
+        interpolated=tuple(runs),
     )
 
 
@@ -874,57 +889,53 @@ def _unpack_series(series: Any):
     try:
         values = np.asarray(series, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(
+        raise DataError(
             f"series must be a numeric [time, features] array or a Series; got "
             f"{type(series).__name__} that NumPy cannot convert to float ({error})"
         ) from None
     if values.ndim == 1:
         values = values[:, None]
     if values.ndim != 2:
-        raise ValueError(
+        raise DataError(
             f"series must be 1-D [time] or 2-D [time, features]; got shape {values.shape}"
         )
     if values.shape[1] == 0:
-        raise ValueError(f"series has no columns; got shape {values.shape}")
+        raise DataError(f"series has no columns; got shape {values.shape}")
     columns = _default_names(values.shape[1])
     return values, columns, list(range(values.shape[1])), [values.shape[1] - 1], None, {}
 
 
 def _check_int(value: Any, name: str, *, minimum: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return int(value)
+    return config.integer(name, value, minimum=minimum)
 
 
 def _check_splits(splits: Any) -> list[float]:
     try:
         fractions = [float(f) for f in splits]
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ConfigError(
             f"splits must be three fractions (train, validation, test); got {splits!r}"
         ) from None
     if len(fractions) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"splits must be three fractions (train, validation, test); got {len(fractions)}: "
             f"{tuple(fractions)}"
         )
     for name, fraction in zip(SPLIT_NAMES, fractions):
         if not (math.isfinite(fraction) and fraction > 0):
-            raise ValueError(
+            raise ConfigError(
                 f"splits: the {name} fraction must be > 0 (every split needs windows); got "
                 f"splits={tuple(fractions)}"
             )
     if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"splits must sum to 1; got {tuple(fractions)} (sum {sum(fractions):g})")
+        raise ConfigError(f"splits must sum to 1; got {tuple(fractions)} (sum {sum(fractions):g})")
     return fractions
 
 
 def _split_rows(num_rows: int, fractions: Sequence[float], *, unused_rows: int):
     usable = num_rows - 2 * unused_rows
     if usable <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"gap leaves {unused_rows} unused rows at each of 2 split boundaries, more than a "
             f"series of {num_rows} rows can spare; use a smaller gap"
         )
@@ -944,7 +955,7 @@ def _check_finite(values: np.ndarray, columns: Sequence[str]) -> None:
         return
     row, column = np.argwhere(~finite)[0]
     count = int((~finite).sum())
-    raise ValueError(
+    raise DataError(
         f"series has {count} NaN or infinite value(s); the first is {values[row, column]} at "
         f"row {row}, column {column} ({columns[column]!r}). Fill or drop them first, e.g. read "
         f"the file with read_csv(..., missing='ffill'|'interpolate'|'drop')"
@@ -958,36 +969,36 @@ def _resolve_columns(
         refs = [refs]
     refs = list(refs)
     if not refs:
-        raise ValueError(f"{argument} must name at least one column; got an empty list")
+        raise ConfigError(f"{argument} must name at least one column; got an empty list")
     if single and len(refs) != 1:
-        raise ValueError(f"{argument} must be one column; got {refs}")
+        raise ConfigError(f"{argument} must be one column; got {refs}")
     indices = []
     for ref in refs:
         if isinstance(ref, (int, np.integer)) and not isinstance(ref, bool):
             if not -len(columns) <= ref < len(columns):
-                raise ValueError(
+                raise ConfigError(
                     f"{argument}: column index {ref} is out of range for {len(columns)} columns "
                     f"(accepted: 0..{len(columns) - 1} or -{len(columns)}..-1)"
                 )
             indices.append(int(ref) % len(columns))
         elif isinstance(ref, str):
             if ref not in columns:
-                raise ValueError(
+                raise ConfigError(
                     f"{argument}: column {ref!r} does not exist; columns are {list(columns)}"
                 )
             indices.append(list(columns).index(ref))
         else:
-            raise TypeError(
+            raise ConfigError(
                 f"{argument} must hold column names or indices; got {ref!r} ({type(ref).__name__})"
             )
     if len(set(indices)) != len(indices):
-        raise ValueError(f"{argument} names a column more than once; got {refs}")
+        raise ConfigError(f"{argument} names a column more than once; got {refs}")
     return indices
 
 
 def _check_scaler_columns(scaler: Scaler, columns: Sequence[str]) -> None:
     if tuple(scaler.columns) != tuple(columns):
-        raise ValueError(
+        raise ConfigError(
             f"normalize: the given Scaler was fitted on columns {list(scaler.columns)} but the "
             f"series has columns {list(columns)}; pass a series with the same columns in the "
             f"same order, or normalize='train' to fit a new scaler"
@@ -1002,7 +1013,7 @@ def _make_scaler(normalize: Any, train_values: np.ndarray, columns: Sequence[str
         return None
     if isinstance(normalize, str) and normalize == "train":
         return fit_scaler(train_values, columns=columns)
-    raise ValueError(f"normalize must be 'train', None or a Scaler; got {normalize!r}")
+    raise ConfigError(f"normalize must be 'train', None or a Scaler; got {normalize!r}")
 
 
 def _normalize_name(normalize: Any) -> str | None:
@@ -1011,7 +1022,7 @@ def _normalize_name(normalize: Any) -> str | None:
 
 def _check_split(split: str) -> str:
     if split not in SPLIT_NAMES:
-        raise ValueError(f"split must be one of {SPLIT_NAMES}; got {split!r}")
+        raise ConfigError(f"split must be one of {SPLIT_NAMES}; got {split!r}")
     return split
 
 
@@ -1041,9 +1052,7 @@ def _make_dataset(
         inputs = tf.gather(feature_rows, batch_starts[:, None] + input_offsets)
         targets = tf.gather(target_rows, batch_starts[:, None] + target_offsets)
         targets = tf.reshape(targets, [-1, target_width])
-        return target_forms.to_target_form(
-            inputs, targets, target_mode, target_features, horizon
-        )
+        return target_forms.to_target_form(inputs, targets, target_mode, target_features, horizon)
 
     dataset = tf.data.Dataset.from_tensor_slices(starts)
     if shuffle:
@@ -1079,14 +1088,14 @@ def _log_report(report: dict[str, Any]) -> None:
 def _check_header(header: Sequence[str], path: str) -> None:
     for index, name in enumerate(header):
         if not name:
-            raise ValueError(
+            raise DataError(
                 f"{path}: header column {index} has no name; every column needs a name in "
                 f"the first row"
             )
     seen = set()
     for name in header:
         if name in seen:
-            raise ValueError(f"{path}: header names column {name!r} twice; names must differ")
+            raise DataError(f"{path}: header names column {name!r} twice; names must differ")
         seen.add(name)
 
 
@@ -1106,7 +1115,7 @@ def _parse_numbers(
         try:
             parsed[row] = float(text)
         except ValueError:
-            raise ValueError(
+            raise DataError(
                 f"line {line_numbers[row]} of {path}, column {column!r}: {cell!r} is not a "
                 f"number; fix the cell, or leave it empty to mark it missing"
             ) from None
@@ -1116,7 +1125,7 @@ def _parse_numbers(
 def _parse_time(cells: list[str], column: str, line_numbers: np.ndarray, path: str):
     for row, cell in enumerate(cells):
         if cell.strip().lower() in MISSING_TOKENS:
-            raise ValueError(
+            raise DataError(
                 f"line {line_numbers[row]} of {path}: the time column {column!r} is missing; "
                 f"every row needs a time stamp (missing values are only filled in value columns)"
             )
@@ -1127,14 +1136,14 @@ def _parse_time(cells: list[str], column: str, line_numbers: np.ndarray, path: s
     else:
         if not np.all(np.isfinite(time)):
             row = int(np.flatnonzero(~np.isfinite(time))[0])
-            raise ValueError(
+            raise DataError(
                 f"line {line_numbers[row]} of {path}: time {cells[row]!r} in column {column!r} "
                 f"is not finite"
             )
     order = time[1:] > time[:-1]
     if not order.all():
         row = int(np.flatnonzero(~order)[0]) + 1
-        raise ValueError(
+        raise DataError(
             f"time column {column!r} must be strictly increasing; line {line_numbers[row]} of "
             f"{path} has {cells[row].strip()!r} after {cells[row - 1].strip()!r} at line "
             f"{line_numbers[row - 1]}. Sort the file by time and remove duplicate time stamps"
@@ -1152,7 +1161,7 @@ def _parse_datetimes(cells: list[str], column: str, line_numbers: np.ndarray, pa
         try:
             stamp = datetime.datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(
+            raise DataError(
                 f"line {line_numbers[row]} of {path}: time {cell!r} in column {column!r} is "
                 f"neither a number nor an ISO 8601 date/datetime (e.g. 2024-01-31 or "
                 f"2024-01-31T12:00:00)"
@@ -1161,7 +1170,7 @@ def _parse_datetimes(cells: list[str], column: str, line_numbers: np.ndarray, pa
         if aware is None:
             aware = is_aware
         elif is_aware != aware:
-            raise ValueError(
+            raise DataError(
                 f"line {line_numbers[row]} of {path}: time {cell!r} in column {column!r} "
                 f"{'has' if is_aware else 'lacks'} a UTC offset but line {line_numbers[0]} "
                 f"{'lacks' if is_aware else 'has'} one; use one convention for the whole column"
@@ -1172,15 +1181,47 @@ def _parse_datetimes(cells: list[str], column: str, line_numbers: np.ndarray, pa
     return np.array(stamps, dtype="datetime64[us]")
 
 
+def _fills_inside_splits(values: np.ndarray, runs, bounds) -> tuple[np.ndarray, int]:
+    """Refills interpolated rows that drew on a value past the end of their own split.
+
+    Interpolation reads the next valid value; for a run of missing values that reaches the
+    end of a split, that value lies in a later split (or in rows a gap leaves unused), so the
+    filled rows would carry validation or test values into training rows (and test values
+    into validation rows). Those rows are carried forward from the last value before the run
+    instead (what ``missing="ffill"`` does: it reads the past only). Rows whose run ends
+    inside their split keep their interpolated values.
+
+    Returns:
+        The values (a copy when any row changed) and the number of values refilled.
+    """
+    changed = 0
+    for column, first, end in runs:
+        for split_start, split_end in bounds:
+            rows = slice(max(first, split_start), min(end, split_end))
+            if rows.start < rows.stop and end >= split_end:
+                if not changed:
+                    values = values.copy()
+                values[rows, column] = values[first - 1, column]
+                changed += rows.stop - rows.start
+    return values, changed
+
+
+def _missing_runs(column_bad: np.ndarray) -> list[tuple[int, int]]:
+    """``[first, end)`` row ranges of consecutive True entries."""
+    edges = np.diff(np.concatenate([[0], column_bad.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
 def _fill_missing(values, time, names, line_numbers, path, missing):
     bad = ~np.isfinite(values)
     report = {"filled": {name: 0 for name in names}, "rows_dropped": 0}
+    runs = []
     if not bad.any():
-        return values, time, report
+        return values, time, report, runs
     if missing == "error":
         row, column = np.argwhere(bad)[0]
         kind = "missing" if np.isnan(values[row, column]) else f"infinite ({values[row, column]})"
-        raise ValueError(
+        raise DataError(
             f"line {line_numbers[row]} of {path}, column {names[column]!r}: value is {kind} "
             f"({int(bad.sum())} such value(s) in the file); choose "
             f"read_csv(..., missing='drop'|'ffill'|'interpolate') or fix the file"
@@ -1188,7 +1229,7 @@ def _fill_missing(values, time, names, line_numbers, path, missing):
     if missing == "drop":
         keep = ~bad.any(axis=1)
         report["rows_dropped"] = int((~keep).sum())
-        return values[keep], None if time is None else time[keep], report
+        return values[keep], None if time is None else time[keep], report, runs
 
     values = values.copy()
     if time is None:
@@ -1203,12 +1244,12 @@ def _fill_missing(values, time, names, line_numbers, path, missing):
             continue
         good = np.flatnonzero(~column_bad)
         if good.size == 0:
-            raise ValueError(
+            raise DataError(
                 f"{path}: column {name!r} has no valid value at all; nothing to fill from"
             )
         first_bad = int(np.flatnonzero(column_bad)[0])
         if first_bad < good[0]:
-            raise ValueError(
+            raise DataError(
                 f"line {line_numbers[first_bad]} of {path}, column {name!r}: the column starts "
                 f"with a missing value, which missing={missing!r} cannot fill (no earlier "
                 f"value); use missing='drop' or fix the file"
@@ -1219,7 +1260,7 @@ def _fill_missing(values, time, names, line_numbers, path, missing):
         else:
             last_bad = int(np.flatnonzero(column_bad)[-1])
             if last_bad > good[-1]:
-                raise ValueError(
+                raise DataError(
                     f"line {line_numbers[last_bad]} of {path}, column {name!r}: the column ends "
                     f"with a missing value, which missing='interpolate' cannot fill (no later "
                     f"value); use missing='ffill' or 'drop'"
@@ -1227,5 +1268,6 @@ def _fill_missing(values, time, names, line_numbers, path, missing):
             values[column_bad, column] = np.interp(
                 position[column_bad], position[good], values[good, column]
             )
+            runs.extend((column, first, end) for first, end in _missing_runs(column_bad))
         report["filled"][name] = int(column_bad.sum())
-    return values, time, report
+    return values, time, report, runs

@@ -213,9 +213,17 @@ def test_report_is_json_serialisable_and_logged(caplog):
     "series, kwargs, message",
     [
         (np.arange(5.0), {"input_steps": 5}, r"5 rows, fewer than .* = 6"),
-        (np.arange(100.0), {"input_steps": 0}, r"input_steps must be >= 1; got 0"),
-        (np.arange(100.0), {"input_steps": 5, "horizon": 0}, r"horizon must be >= 1; got 0"),
-        (np.arange(100.0), {"input_steps": 5, "stride": -1}, r"stride must be >= 1; got -1"),
+        (np.arange(100.0), {"input_steps": 0}, r"input_steps must be a positive integer; got 0"),
+        (
+            np.arange(100.0),
+            {"input_steps": 5, "horizon": 0},
+            r"horizon must be a positive integer; got 0",
+        ),
+        (
+            np.arange(100.0),
+            {"input_steps": 5, "stride": -1},
+            r"stride must be a positive integer; got -1",
+        ),
         (np.arange(100.0), {"input_steps": 5, "splits": (0.7, 0.2, 0.2)}, r"sum to 1"),
         (np.arange(100.0), {"input_steps": 5, "splits": (0.8, 0.2, 0.0)}, r"test fraction"),
         (np.arange(100.0), {"input_steps": 5, "splits": (0.5, 0.5)}, r"three fractions"),
@@ -364,7 +372,9 @@ def test_target_forms_round_trip_to_the_original_targets(mode):
     np.testing.assert_allclose(
         windowed.inverse_transform_targets(y, split="validation"), original, rtol=1e-5
     )
-    np.testing.assert_allclose(windowed.inverse_transform_targets(y, inputs=lx), original, rtol=1e-5)
+    np.testing.assert_allclose(
+        windowed.inverse_transform_targets(y, inputs=lx), original, rtol=1e-5
+    )
     # The dataset yields the same forms as arrays(), in time order.
     batches = list(windowed.validation.as_numpy_iterator())
     np.testing.assert_allclose(np.concatenate([b[1] for b in batches]), y, rtol=1e-5, atol=1e-6)
@@ -387,3 +397,26 @@ def test_relative_target_forms_need_the_windows_and_the_target_among_features():
         data.windows(series, input_steps=5, features=[0], targets=[1], target_mode="window_norm")
     with pytest.raises(ValueError, match="target_mode must be one of"):
         data.windows(series, input_steps=5, target_mode="diff")
+
+
+def test_interpolation_never_carries_a_later_splits_value_into_a_split(tmp_path):
+    # 100 rows, default splits: training rows [0, 70), validation [70, 85), test [85, 100).
+    # Rows 68 and 69 (the last two training rows) are missing and the first validation value
+    # is 1000: interpolating across the boundary would put about 379 and 689 into training
+    # rows (and into the scaler's statistics). They hold the last training value instead.
+    values = [str(float(i)) for i in range(100)]
+    values[68] = values[69] = ""
+    values[70] = "1000"
+    values[83] = ""  # a run inside validation keeps its interpolation: (82 + 84) / 2
+    csv = tmp_path / "series.csv"
+    csv.write_text("t,x\n" + "\n".join(f"{t},{x}" for t, x in enumerate(values)) + "\n")
+    series = data.read_csv(csv, target="x", time_column="t", missing="interpolate")
+    windowed = data.windows(series, input_steps=5, normalize=None)
+    train_inputs, train_targets = windowed.arrays("train")
+    assert max(train_inputs.max(), train_targets.max()) == 67.0
+    assert sorted(set(train_targets[-2:].ravel())) == [67.0]
+    validation_inputs, _ = windowed.arrays("validation")
+    assert 83.0 in validation_inputs[:, :, 0]
+    assert windowed.report["interpolation_cut_at_split_ends"] == 2
+    normalised = data.windows(series, input_steps=5)
+    assert normalised.scaler.mean[0] == pytest.approx(np.mean(list(range(68)) + [67.0, 67.0]))
