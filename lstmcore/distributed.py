@@ -1,15 +1,44 @@
-"""Which process of a ``tf.distribute`` job this is, and what it may write.
+"""Which process of a ``tf.distribute`` job this is, what it may write, and how workers agree.
 
 One machine (the default strategy, ``MirroredStrategy``, ``OneDeviceStrategy``): one process,
-the chief. ``MultiWorkerMirroredStrategy`` (configured by ``TF_CONFIG``): the chief (task
-``chief`` 0, or ``worker`` 0 when the cluster names no chief) writes TensorBoard events, the
-run manifest, the data report, the saved model and the diagnosis; every worker saves
-checkpoints, the others to a temporary directory they delete (TensorFlow's multi-worker rule).
+the chief. ``MultiWorkerMirroredStrategy`` (configured by ``TF_CONFIG``, as Kubernetes
+operators, Slurm scripts and managed training services launch TensorFlow jobs): the chief
+(task ``chief`` 0, or ``worker`` 0 when the cluster names no chief) writes TensorBoard events,
+the run manifest, the data report, the saved model and the diagnosis; every worker saves
+checkpoints (saving a mirrored variable is a collective operation), the others to a temporary
+directory they delete (TensorFlow's multi-worker rule, :func:`checkpoint_directory`).
+
+What happens when a worker fails (read from TensorFlow 2.21's
+``collective_all_reduce_strategy.py``): the strategy starts TensorFlow's coordination service;
+every task sends it heartbeats. A worker that dies during a collective closes its sockets and
+the others' all-reduce fails at once with ``UnavailableError``; one that stops answering
+(hung, stopped, cut off) is declared unhealthy after ``peer_timeout`` seconds without a
+heartbeat, and the collectives of every other worker are aborted with the same error.
+:func:`worker_lost` turns either into a :class:`WorkerLostError` naming the step and how to
+resume. TensorFlow's per-collective ``CommunicationOptions(timeout_seconds=...)`` is not used:
+it starts one thread per collective for the length of the timeout (a 20 s timeout at a few
+hundred collectives a second exhausted the threads of a process here).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import re
+import shutil
+
+from lstmcore.errors import ConfigError
+
+TF_CONFIG = "TF_CONFIG"
+ROLES = ("chief", "worker")
+# How long a silent worker is waited for before the job is stopped on every other worker, and
+# how long the first worker waits for all of them to start. TensorFlow's defaults are 10 s of
+# heartbeats (too short for a worker paused by a loaded machine or a long first trace) and an
+# hour for start-up; both are options of make_strategy.
+DEFAULT_PEER_TIMEOUT = 60.0
+DEFAULT_STARTUP_TIMEOUT = 600.0
+WORKER_TEMP_PREFIX = "workertemp_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +55,28 @@ class WorkerContext:
         return self.num_workers > 1
 
 
+@dataclasses.dataclass(frozen=True)
+class ClusterConfig:
+    """A checked ``TF_CONFIG``: the cluster's addresses and this process's task."""
+
+    cluster: dict  # {"chief": ["host:port"], "worker": ["host:port", ...]}
+    task_type: str
+    task_id: int
+
+    @property
+    def num_workers(self) -> int:
+        return sum(len(self.cluster.get(role, [])) for role in ROLES)
+
+    @property
+    def is_chief(self) -> bool:
+        if "chief" in self.cluster:
+            return self.task_type == "chief"
+        return self.task_type == "worker" and self.task_id == 0
+
+    def context(self) -> WorkerContext:
+        return WorkerContext(self.task_type, self.task_id, self.num_workers, self.is_chief)
+
+
 def context(strategy=None) -> WorkerContext:
     """The :class:`WorkerContext` of ``strategy`` (default: the current one)."""
     import tensorflow as tf
@@ -37,10 +88,289 @@ def context(strategy=None) -> WorkerContext:
     if resolver is None or not in_multi_worker:
         return WorkerContext(None, 0, 1, True)
     spec = resolver.cluster_spec().as_dict()
-    workers = sum(len(spec.get(kind, [])) for kind in ("chief", "worker"))
+    workers = sum(len(spec.get(kind, [])) for kind in ROLES)
     return WorkerContext(
         resolver.task_type,
         int(resolver.task_id or 0),
         max(workers, 1),
         bool(extended.should_checkpoint),
+    )
+
+
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})$")
+
+
+def read_tf_config(text: str | None = None) -> ClusterConfig | None:
+    """Reads and checks ``TF_CONFIG`` (the environment variable unless ``text`` is given).
+
+    The format is TensorFlow's: ``{"cluster": {"worker": ["host:port", ...]}, "task":
+    {"type": "worker", "index": 0}}``, with an optional ``"chief": ["host:port"]``.
+
+    Args:
+      text: the JSON text; None reads ``os.environ["TF_CONFIG"]``.
+
+    Returns:
+      A :class:`ClusterConfig`, or None when ``TF_CONFIG`` is unset or empty.
+
+    Raises:
+      ConfigError: naming what is wrong: not JSON, no cluster or task, a role lstmcore does
+        not run (``ps``: parameter servers are ``ParameterServerStrategy``; ``evaluator``),
+        an address that is not ``host:port``, an address listed twice, a task type not in
+        the cluster or an index out of range.
+    """
+    if text is None:
+        text = os.environ.get(TF_CONFIG, "")
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"{TF_CONFIG} is not valid JSON ({error.msg} at character {error.pos}); expected "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{TF_CONFIG} must be a JSON object; got {type(value).__name__}")
+    cluster, task = value.get("cluster"), value.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        raise ConfigError(
+            f"{TF_CONFIG} has no cluster (a non-empty object of role -> list of 'host:port'); "
+            f"got cluster={cluster!r}"
+        )
+    unsupported = sorted(set(cluster) - set(ROLES))
+    if unsupported:
+        raise ConfigError(
+            f"{TF_CONFIG} names the role(s) {unsupported}; lstmcore runs "
+            "MultiWorkerMirroredStrategy, whose roles are 'chief' (at most one) and 'worker' "
+            "(parameter servers 'ps' are ParameterServerStrategy; an 'evaluator' is not run)"
+        )
+    seen = {}
+    for role, addresses in cluster.items():
+        if isinstance(addresses, str) or not isinstance(addresses, list) or not addresses:
+            raise ConfigError(
+                f"{TF_CONFIG} cluster[{role!r}] must be a non-empty list of 'host:port'; "
+                f"got {addresses!r}"
+            )
+        for index, address in enumerate(addresses):
+            match = _ADDRESS.match(address) if isinstance(address, str) else None
+            if match is None or not 0 < int(match.group(2)) < 65536:
+                raise ConfigError(
+                    f"{TF_CONFIG} cluster[{role!r}][{index}] must be 'host:port' with a port "
+                    f"from 1 to 65535; got {address!r}"
+                )
+            if address in seen:
+                raise ConfigError(
+                    f"{TF_CONFIG} lists {address!r} twice ({seen[address]} and {role} "
+                    f"{index}); every task needs its own port"
+                )
+            seen[address] = f"{role} {index}"
+    if len(cluster.get("chief", [])) > 1:
+        raise ConfigError(
+            f"{TF_CONFIG} names {len(cluster['chief'])} chiefs; a cluster has at most one"
+        )
+    if not isinstance(task, dict):
+        raise ConfigError(
+            f'{TF_CONFIG} has no task (this process\'s {{"type": ..., "index": ...}}); '
+            f"got task={task!r}"
+        )
+    task_type, task_id = task.get("type"), task.get("index", 0)
+    if task_type not in cluster:
+        raise ConfigError(
+            f"{TF_CONFIG} task type {task_type!r} is not a role of the cluster ({sorted(cluster)})"
+        )
+    if isinstance(task_id, bool) or not isinstance(task_id, int):
+        raise ConfigError(f"{TF_CONFIG} task index must be an integer; got {task_id!r}")
+    if not 0 <= task_id < len(cluster[task_type]):
+        raise ConfigError(
+            f"{TF_CONFIG} task index {task_id} is out of range: the cluster has "
+            f"{len(cluster[task_type])} {task_type} task(s), numbered from 0"
+        )
+    return ClusterConfig({role: list(cluster[role]) for role in cluster}, task_type, task_id)
+
+
+def wants_multi_worker(text: str | None = None) -> bool:
+    """True when ``TF_CONFIG`` (checked) names more than one worker."""
+    config = read_tf_config(text)
+    return config is not None and config.num_workers > 1
+
+
+def make_strategy(
+    *,
+    peer_timeout: float = DEFAULT_PEER_TIMEOUT,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    tf_config: str | None = None,
+):
+    """Creates ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG``, with timeouts.
+
+    Call it at the start of the program, before any other TensorFlow operation runs
+    (TensorFlow configures its collectives once per process). Every worker runs the same
+    program with its own ``TF_CONFIG``; each waits for all the others to start.
+
+    Args:
+      peer_timeout: seconds a worker may stop answering (no heartbeat) before the job is
+        stopped on every other worker with an error. A worker that dies is noticed at once;
+        this bounds the wait for one that hangs.
+      startup_timeout: seconds to wait for every worker of the cluster to start.
+      tf_config: the ``TF_CONFIG`` text; None reads the environment. Given, it is also set
+        in the environment (TensorFlow's resolver reads it there).
+
+    Returns:
+      The strategy. Its ``num_replicas_in_sync`` is the number of devices in all workers.
+
+    Raises:
+      ConfigError: for a bad timeout, a missing or bad ``TF_CONFIG``.
+    """
+    from lstmcore import config
+
+    peer_timeout = config.number("peer_timeout", peer_timeout, positive=True)
+    startup_timeout = config.number("startup_timeout", startup_timeout, positive=True)
+    cluster = read_tf_config(tf_config)
+    if cluster is None:
+        raise ConfigError(
+            f"{TF_CONFIG} is not set; a multi-worker job needs it on every worker, e.g. "
+            '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", '
+            '"index": 0}}'
+        )
+    if tf_config is not None:
+        os.environ[TF_CONFIG] = tf_config
+    import tensorflow as tf
+
+    _configure_coordination_service(cluster, peer_timeout, startup_timeout)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _configure_coordination_service(
+    cluster: ClusterConfig, peer_timeout: float, startup_timeout: float
+) -> None:
+    """Sets the coordination service's timeouts before the strategy starts it.
+
+    The strategy configures the service only when nothing has (TensorFlow 2.21,
+    ``CollectiveAllReduceExtended._initialize_multi_worker``), with the default timeouts; this
+    configures it the same way (leader, jobs) with ours. A TensorFlow private: if it is gone,
+    TensorFlow's defaults apply.
+    """
+    try:
+        from tensorflow.core.protobuf import coordination_config_pb2
+        from tensorflow.python.distribute import multi_worker_util
+        from tensorflow.python.eager import context as eager_context
+    except ImportError:  # pragma: no cover - a TensorFlow that moved them
+        return
+    ctx = eager_context.context()
+    if ctx.coordination_service is not None:
+        return
+    jobs = [
+        coordination_config_pb2.CoordinatedJob(name=role, num_tasks=len(cluster.cluster[role]))
+        for role in ROLES
+        if role in cluster.cluster
+    ]
+    ctx.configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(cluster.cluster),
+        heartbeat_timeout_in_ms=int(peer_timeout * 1000),
+        cluster_register_timeout_in_ms=int(startup_timeout * 1000),
+        coordinated_jobs=jobs,
+    )
+
+
+def checkpoint_directory(directory: str, worker: WorkerContext) -> str:
+    """Where this worker saves checkpoints: ``directory`` on the chief, a temporary one elsewhere.
+
+    TensorFlow's multi-worker rule (``failure_handling._non_chief_checkpoint_dir``, the
+    multi-worker tutorial's ``write_filepath``): every worker saves, because saving a
+    mirrored variable is a collective operation, but only the chief's checkpoint is kept;
+    worker ``k`` saves to ``<parent>/workertemp_<k>/<name>`` and deletes it
+    (:func:`remove_worker_checkpoints`). Every worker restores from ``directory``.
+    """
+    if worker.is_chief:
+        return directory
+    parent, name = os.path.split(os.path.normpath(directory))
+    return os.path.join(parent, f"{WORKER_TEMP_PREFIX}{worker.task_id}", name)
+
+
+def remove_worker_checkpoints(directory: str, worker: WorkerContext) -> str | None:
+    """Deletes this worker's temporary checkpoint folder (nothing on the chief).
+
+    Returns:
+      The folder removed, or None.
+    """
+    if worker.is_chief:
+        return None
+    folder = os.path.dirname(checkpoint_directory(directory, worker))
+    if os.path.isdir(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+        return folder
+    return None
+
+
+def agree_to_stop(strategy, stop_here: bool) -> bool:
+    """True on every worker when any worker asks to stop: all stop, and save, at one step.
+
+    A collective: every worker must call it at the same step (at the loop's step
+    boundaries, which are the same on all of them). One all-reduce of one number; the
+    single-process strategies return ``stop_here`` without communicating.
+
+    Args:
+      strategy: the job's strategy.
+      stop_here: whether this worker wants to stop (it received SIGTERM).
+    """
+    if not context(strategy).multi_worker:
+        return bool(stop_here)
+    import tensorflow as tf
+
+    votes = strategy.reduce(
+        tf.distribute.ReduceOp.SUM,
+        _vote(strategy, tf.constant(1.0 if stop_here else 0.0)),
+        axis=None,
+    )
+    return bool(float(votes) > 0)
+
+
+def _vote(strategy, value):
+    # One value per replica: this worker's vote on its first replica, 0 on the others, so the
+    # sum counts workers, not devices.
+    import tensorflow as tf
+
+    def per_replica(context):
+        return (
+            value
+            if context.replica_id_in_sync_group % _local_replicas(strategy) == 0
+            else (tf.zeros_like(value))
+        )
+
+    return strategy.experimental_distribute_values_from_function(per_replica)
+
+
+def _local_replicas(strategy) -> int:
+    return max(len(strategy.extended.worker_devices), 1)
+
+
+class WorkerLostError(RuntimeError):
+    """A peer of a multi-worker job died or stopped answering; this worker cannot go on."""
+
+
+PEER_ERRORS = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
+
+
+def worker_lost(error: BaseException, worker: WorkerContext, step: int) -> WorkerLostError | None:
+    """The :class:`WorkerLostError` for a failed collective, or None for any other error.
+
+    Args:
+      error: what the step raised.
+      worker: this worker.
+      step: the last step that completed here.
+    """
+    if not worker.multi_worker or type(error).__name__ not in PEER_ERRORS:
+        return None
+    text = str(error)
+    peer = re.search(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)", text)
+    who = f"{peer.group(1)} {peer.group(2)}" if peer else "a worker"
+    if "heartbeat" in text or "unhealthy" in text:
+        how = "stopped answering (no heartbeat within peer_timeout)"
+    else:
+        how = "died or closed its connection"
+    return WorkerLostError(
+        f"multi-worker job stopped after step {step} on {worker.task_type} {worker.task_id}: "
+        f"{who} {how} ({type(error).__name__}). The job cannot continue with a worker "
+        "missing: restart every worker with resume=True (lstmcore train --resume) to continue "
+        "from the last checkpoint"
     )
