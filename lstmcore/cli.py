@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="optimizer steps per call of the compiled step (faster for small models)",
     )
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--peer-timeout",
+        type=_positive_float,
+        default=None,
+        help="under a TF_CONFIG naming several workers: seconds a worker may stop answering "
+        "before the job stops with an error on every other worker (default 60)",
+    )
 
     diagnose = commands.add_parser(
         "diagnose",
@@ -262,8 +269,27 @@ def _train_command(args) -> int:
     import keras
 
     import lstmcore
-    from lstmcore import baselines, data, models
+    from lstmcore import baselines, data, distributed, models
 
+    # Under a TF_CONFIG naming several workers, the strategy comes first: TensorFlow sets up
+    # its collectives once, before any other operation runs.
+    strategy, worker = None, distributed.WorkerContext(None, 0, 1, True)
+    if distributed.wants_multi_worker():
+        strategy = distributed.make_strategy(
+            peer_timeout=args.peer_timeout or distributed.DEFAULT_PEER_TIMEOUT
+        )
+        worker = distributed.context(strategy)
+        if worker.is_chief and not args.no_progress:
+            print(
+                f"lstmcore: TF_CONFIG names {worker.num_workers} workers: training with "
+                f"MultiWorkerMirroredStrategy ({strategy.num_replicas_in_sync} replicas; this is "
+                f"the chief, {worker.task_type} {worker.task_id}, which writes the run)"
+            )
+    elif args.peer_timeout is not None:
+        raise ConfigError(
+            "--peer-timeout applies to multi-worker training; TF_CONFIG names no other worker"
+        )
+    args.no_progress = args.no_progress or not worker.is_chief
     series = data.read_csv(
         args.csv,
         target=args.target,
@@ -306,17 +332,18 @@ def _train_command(args) -> int:
         )
     keras.utils.set_random_seed(args.seed)
     train_inputs, train_targets = windowed.arrays("train")
-    model = models.forecaster(
-        window,
-        train_inputs.shape[-1],
-        int(train_targets[0].size),
-        units=args.units,
-        layers=args.layers,
-        seed=args.seed,
-        target_mode=args.target_mode,
-        target_features=target_features,
-        horizon=args.horizon,
-    )
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = models.forecaster(
+            window,
+            train_inputs.shape[-1],
+            int(train_targets[0].size),
+            units=args.units,
+            layers=args.layers,
+            seed=args.seed,
+            target_mode=args.target_mode,
+            target_features=target_features,
+            horizon=args.horizon,
+        )
     if not args.no_progress:
         print(
             f"lstmcore: {len(series.values)} rows; window {window}"
@@ -343,7 +370,10 @@ def _train_command(args) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         data_report=report,
+        strategy=strategy,
     )
+    if not worker.is_chief:
+        return 0  # the chief writes the model and the report, and prints the results
     model_path = os.path.join(history.run_dir, "model.keras")
     model.save(model_path)
     test = baselines.score(
