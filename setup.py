@@ -1,4 +1,6 @@
-"""Packaging for lstmcore; maps kernels/ to the import name lstmcore.kernels."""
+"""Packaging for lstmcore; installs kernels/ and benchmarks/ as lstmcore.kernels/.benchmarks."""
+
+from pathlib import Path
 
 from setuptools import setup
 
@@ -6,17 +8,25 @@ setup(
     name="lstmcore",
     version="0.1.0",
     description="A GPU-accelerated training core for LSTM models on TensorFlow 2 / Keras 3.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["lstmcore", "lstmcore.kernels", "benchmarks"],
-    # kernels/ is a leaf with its own top-level folder; it is installed as lstmcore.kernels.
-    package_dir={"lstmcore": "lstmcore", "lstmcore.kernels": "kernels", "benchmarks": "benchmarks"},
-    package_data={"benchmarks": ["*.json"]},
+    packages=["lstmcore", "lstmcore.kernels", "lstmcore.benchmarks"],
+    # kernels/ and benchmarks/ keep their own top-level folders; they are installed inside
+    # lstmcore, so no top-level "benchmarks" package collides with another distribution's,
+    # and a user's own benchmarks/ folder cannot shadow lstmcore's.
+    package_dir={
+        "lstmcore": "lstmcore",
+        "lstmcore.kernels": "kernels",
+        "lstmcore.benchmarks": "benchmarks",
+    },
+    package_data={"lstmcore.benchmarks": ["*.json"]},
     install_requires=[
         "tensorflow>=2.16,<3",
-        # Keras releases below 3.13.2 have known safe_mode bypasses (see SECURITY.md).
-        "keras>=3.13.2",
+        # Keras releases below 3.13.2 have known safe_mode bypasses (see SECURITY.md); the
+        # upper bound is the minor after the newest tested (lstmcore/_keras_compat.py uses
+        # Keras privates; tests/test_keras_compat.py checks KERAS_TESTED against the install).
+        "keras>=3.13.2,<3.16",
         "numpy",
         "tensorboard",
     ],

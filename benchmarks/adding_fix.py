@@ -18,8 +18,9 @@ import keras
 import numpy as np
 
 import lstmcore
-from benchmarks.vanishing import adding_problem
 from lstmcore.initializers import Chrono
+
+from .vanishing import adding_problem
 
 T = 200
 

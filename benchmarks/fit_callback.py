@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--json", default=None, help="write the results as JSON lines here")
     args = parser.parse_args(argv)
-    from benchmarks import common
+    from . import common
 
     common.select_device(args.device)
     names = PRESETS["smoke" if args.smoke else args.preset]

@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 
-from benchmarks import common
+from . import common
 
 # Series as data: statsmodels dataset, target column, time column, CLI options.
 SERIES = [

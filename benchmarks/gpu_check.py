@@ -115,7 +115,7 @@ def plan(out: str, *, dry_run: bool) -> list[Stage]:
         ),
         Stage(
             "throughput",
-            [python, "-m", "benchmarks.throughput", "--device", device]
+            [python, "-m", f"{__package__}.throughput", "--device", device]
             + ["--preset", "smoke" if dry_run else "deepbench", "--tag", "gpu_check"]
             + ["--implementations", *THROUGHPUT_IMPLEMENTATIONS]
             + ["--warmup-steps", "1" if dry_run else "3", "--rounds", "2" if dry_run else "3"]
@@ -124,14 +124,14 @@ def plan(out: str, *, dry_run: bool) -> list[Stage]:
         ),
         Stage(
             "vanishing",
-            [python, "-m", "benchmarks.gpu_check", "--stage", "vanishing", "--device", device]
+            [python, "-m", f"{__package__}.gpu_check", "--stage", "vanishing", "--device", device]
             + ["--out", os.path.join(out, "vanishing")]
             + (["--dry-run"] if dry_run else []),
             limit_s=50,
         ),
         Stage(
             "adding",
-            [python, "-m", "benchmarks.gpu_check", "--stage", "adding", "--device", device]
+            [python, "-m", f"{__package__}.gpu_check", "--stage", "adding", "--device", device]
             + ["--out", os.path.join(out, "adding")]
             + (["--dry-run"] if dry_run else []),
             limit_s=110,
@@ -172,12 +172,12 @@ def run_stage(stage: Stage, out: str) -> None:
 
 def vanishing_profiles(out: str, device: str, *, dry_run: bool) -> list[dict]:
     """Gradient profiles at initialisation; writes ``profiles.jsonl`` and ``profiles.md``."""
-    from benchmarks import common
+    from . import common
 
     common.select_device(device)
     import numpy as np
 
-    from benchmarks import vanishing
+    from . import vanishing
 
     spec = DRY_PROFILES if dry_run else PROFILES
     env = common.environment("python -m benchmarks.gpu_check --stage vanishing")
@@ -213,10 +213,10 @@ def vanishing_profiles(out: str, device: str, *, dry_run: bool) -> list[dict]:
 
 def adding_only(out: str, device: str, *, dry_run: bool) -> dict:
     """Trains the adding problem with the recommended setup; writes ``adding.json``."""
-    from benchmarks import common
+    from . import common
 
     common.select_device(device)
-    from benchmarks import vanishing
+    from . import vanishing
 
     spec = DRY_ADDING if dry_run else ADDING
     os.makedirs(out, exist_ok=True)

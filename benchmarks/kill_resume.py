@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tempfile
 
-    from benchmarks.common import environment
+    from .common import environment
 
     draw = random.Random(args.seed)
     folder = args.folder or tempfile.mkdtemp(prefix="lstmcore-kill-resume-")

@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> dict:
     import keras
 
     import lstmcore
-    from benchmarks.overhead import environment
     from lstmcore.inputs import check_array
+
+    from .overhead import environment
 
     batch, time_steps, features, units = args.shape
     rng = np.random.default_rng(0)

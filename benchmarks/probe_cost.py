@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from benchmarks.overhead import environment
+    from .overhead import environment
 
     env, results = environment(), []
     for shape in SHAPES["smoke" if args.smoke else "cpu"]:

@@ -36,7 +36,8 @@ def run(steps: int) -> dict:
     import keras
 
     import lstmcore
-    from benchmarks.overhead import environment
+
+    from .overhead import environment
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((5, 2)), keras.layers.LSTM(4), keras.layers.Dense(1)])
@@ -84,7 +85,7 @@ def run(steps: int) -> dict:
     early = (times >= 0.05 * duration) & (times <= 0.15 * duration)
     late = times >= 0.9 * duration
     half = len(sizes) // 2
-    rate = lambda a, b: (sizes[b] - sizes[a]) / max(times[b] - times[a], 1e-9)  # noqa: E731
+    rate = lambda a, b: (sizes[b] - sizes[a]) / max(times[b] - times[a], 1e-9)
     return {
         **environment(),
         "steps": steps,

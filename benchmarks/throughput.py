@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks import common, problems
+from . import common, problems
 
 TIMING = {
     # preset -> warm-up steps, timed blocks, least seconds per block.

@@ -57,7 +57,7 @@ import time
 
 import numpy as np
 
-from benchmarks import common, problems
+from . import common, problems
 
 MODELS = ("simple_rnn", "gru", "lstm_bias0", "lstm_bias1", "lstm_chrono")
 SETTINGS = {

@@ -1,15 +1,22 @@
-"""The ``lstmcore`` command line: ``train``, ``demo`` (and ``python -m lstmcore``).
+"""The ``lstmcore`` command line: ``train``, ``diagnose``, ``bench``, ``demo`` (and ``python -m lstmcore``).
 
-Errors in what the user gave (a missing column, a bad number) print one line and exit with
-code 2, without a traceback.
+Errors in what the user gave (a missing column, a bad number: lstmcore's ``ConfigError`` and
+``DataError``, a missing file) print one line naming the flag and exit with code 2, without
+a traceback. Any other exception is a bug (in lstmcore or in the user's model) and keeps its
+traceback (exit code 1). The choices of ``--clip``, ``--optimizer``, ``--warmup`` and
+``--decay`` are the names in lstmcore's registries.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import os
 import re
 import sys
+
+from lstmcore.errors import ConfigError, DataError
 
 EXIT_USAGE = 2
 # Optimizer steps when neither --steps nor --epochs is given (NeuralForecast's max_steps).
@@ -32,6 +39,34 @@ BENCHMARKS = (
     "kill_resume",
     "gpu_check",
 )
+
+
+class _RegistryNames:
+    """The names in a registry, as argparse ``choices``, read only when argparse asks.
+
+    The registries live in modules that import TensorFlow; ``lstmcore --help`` does not need
+    them, ``lstmcore train`` does.
+    """
+
+    def __init__(self, module: str, registry: str, extra: tuple[str, ...] = ()):
+        self.module, self.registry, self.extra = module, registry, extra
+
+    def _names(self) -> tuple[str, ...]:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        module = importlib.import_module(f"lstmcore.{self.module}")
+        return (*getattr(module, self.registry).names(), *self.extra)
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+CLIP_CHOICES = _RegistryNames("clipping", "CLIPPERS", ("none",))
+OPTIMIZER_CHOICES = _RegistryNames("optimizers", "OPTIMIZERS")
+WARMUP_CHOICES = _RegistryNames("schedules", "WARMUPS")
+DECAY_CHOICES = _RegistryNames("schedules", "DECAYS")
 
 
 def _number(kind, accepts, description: str):
@@ -152,17 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"total optimizer steps (overrides --epochs; default {DEFAULT_STEPS})",
     )
     train.add_argument("--batch-size", type=_positive_int, default=64)
-    train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
-    train.add_argument("--warmup-steps", type=int, default=None)
+    # A metavar keeps argparse from reading the registries (importing TensorFlow) until it
+    # checks a value or prints this command's help.
+    registered = "one of %(choices)s (default %(default)s)"
     train.add_argument(
-        "--decay",
-        default="constant",
-        choices=("constant", "linear", "cosine", "exponential", "inverse_sqrt"),
+        "--optimizer", default="adam", choices=OPTIMIZER_CHOICES, metavar="NAME", help=registered
+    )
+    train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    train.add_argument("--warmup-steps", type=_non_negative_int, default=None)
+    train.add_argument(
+        "--warmup", default="linear", choices=WARMUP_CHOICES, metavar="NAME", help=registered
     )
     train.add_argument(
-        "--clip",
-        default="global_norm",
-        choices=("global_norm", "per_variable_norm", "value", "adaptive", "none"),
+        "--decay", default="constant", choices=DECAY_CHOICES, metavar="NAME", help=registered
+    )
+    train.add_argument(
+        "--clip", default="global_norm", choices=CLIP_CHOICES, metavar="NAME", help=registered
     )
     train.add_argument("--clip-norm", type=_positive_float, default=1.0)
     train.add_argument("--logdir", default="runs")
@@ -244,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench",
         help="run a benchmark: " + ", ".join(BENCHMARKS),
-        description="Runs python -m benchmarks.NAME with the arguments that follow (see NAME --help).",
+        description="Runs the benchmark lstmcore.benchmarks.NAME with the arguments that follow "
+        "(see NAME --help).",
     )
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to the benchmark")
@@ -325,7 +366,7 @@ def _train_command(args) -> int:
     report["model_target_mode"] = args.target_mode
     target_features = baselines.target_feature_indices(report)
     if args.target_mode != "level" and target_features is None:
-        raise ValueError(
+        raise ConfigError(
             f"--target-mode {args.target_mode} reads each target's past from the window, but "
             f"--features {' '.join(report['feature_columns'])} leaves out a --target column; add "
             f"it to --features or use --target-mode level"
@@ -359,8 +400,10 @@ def _train_command(args) -> int:
         steps=args.steps if args.steps or args.epochs else DEFAULT_STEPS,
         batch_size=args.batch_size,
         seed=args.seed,
+        optimizer=args.optimizer,
         learning_rate=args.learning_rate,
         warmup_steps=args.warmup_steps,
+        warmup=args.warmup,
         decay=args.decay,
         clip=None if args.clip == "none" else args.clip,
         clip_norm=args.clip_norm,
@@ -425,39 +468,42 @@ def _diagnose_command(args) -> int:
     given = [flag for flag in ("data", "csv") if getattr(args, flag) is not None]
     if args.model is None:
         if args.logdir is None or given:
-            raise ValueError(
+            raise ConfigError(
                 "diagnose needs a run (a logdir) or --model with --data or --csv; got "
                 + (f"--{given[0]} without --model" if given else "neither")
             )
         from lstmcore import diagnosis
 
-        run_dir = diagnosis.find_run_dir(args.logdir)
+        with _bad_input(DataError):  # documented: ValueError only for a logdir without events
+            run_dir = diagnosis.find_run_dir(args.logdir)
         print(f"run: {run_dir}")
         print(diagnosis.format_findings(diagnosis.diagnose(logdir=run_dir)))
         return 0
     if args.logdir is not None or len(given) != 1:
-        raise ValueError(
+        raise ConfigError(
             "--model needs exactly one of --data FILE.npz or --csv FILE (and no logdir); got "
             + (", ".join(f"--{flag}" for flag in given) or "neither")
             + (f" and logdir {args.logdir!r}" if args.logdir is not None else "")
         )
     if args.csv is not None and not args.target:
-        raise ValueError("--csv needs --target COLUMN [COLUMN ...]")
+        raise ConfigError("--csv needs --target COLUMN [COLUMN ...]")
     source = args.data if args.data is not None else args.csv
     for flag, path in (("--model", args.model), (f"--{given[0]}", source)):
         if not os.path.isfile(path):
-            raise ValueError(f"{flag} {path!r} does not exist or is not a file")
+            raise ConfigError(f"{flag} {path!r} does not exist or is not a file")
 
     from lstmcore import diagnosis
     from lstmcore import keras as lstmcore_keras
 
-    model = lstmcore_keras.load_model(args.model)
+    with _bad_input(DataError):  # documented: ValueError only for a file it cannot load
+        model = lstmcore_keras.load_model(args.model)
     data, validation = (
         _npz_windows(args.data) if args.data is not None else (_csv_windows(args, model), None)
     )
-    lstmcore_keras.check_model_on_data(
-        model, data if args.data is not None else data.arrays("train"), name=f"--{given[0]}"
-    )
+    with _bad_input(DataError):  # documented: ValueError only for data the model cannot take
+        lstmcore_keras.check_model_on_data(
+            model, data if args.data is not None else data.arrays("train"), name=f"--{given[0]}"
+        )
     loss = args.loss or getattr(model, "loss", None) or "mse"
     print(
         f"model: {args.model} ({model.count_params()} parameters); "
@@ -479,7 +525,7 @@ def _npz_windows(path):
             if {inputs, targets} <= names:
                 break
         else:
-            raise ValueError(
+            raise DataError(
                 f"--data {path!r} must hold arrays 'inputs' and 'targets' (or 'x' and 'y'); it "
                 f"holds {sorted(names)}"
             )
@@ -506,7 +552,7 @@ def _csv_windows(args, model):
     )
     window = args.window or (shape[1] if shape is not None else None)
     if window is None:
-        raise ValueError("the model does not declare its input steps; pass --window")
+        raise ConfigError("the model does not declare its input steps; pass --window")
     return data.windows(
         series,
         input_steps=int(window),
@@ -517,22 +563,36 @@ def _csv_windows(args, model):
     )
 
 
+@contextlib.contextmanager
+def _bad_input(kind):
+    """Re-raises a ``ValueError`` from a call documented to raise it only for bad input.
+
+    For lstmcore functions that predate the typed errors; the original stays chained.
+    """
+    try:
+        yield
+    except (ConfigError, DataError):
+        raise
+    except ValueError as error:
+        raise kind(str(error)) from error
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    # TensorFlow's C++ start-up logs (CUDA probing on CPU machines) are noise in a terminal.
+    # TensorFlow's C++ start-up logs (CUDA probing on CPU machines) are noise in a terminal;
+    # set before parsing, which may import TensorFlow to read the registries' names.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             try:
                 return _train_command(args)
-            except ValueError as error:
-                raise ValueError(_as_flags(str(error))) from None
+            except (ConfigError, DataError) as error:
+                raise type(error)(_as_flags(str(error))) from None
         if args.command == "bench":
-            import importlib
-
-            # Imported only now: a benchmark may hide the GPU before TensorFlow loads.
-            importlib.import_module(f"benchmarks.{args.name}").main(args.arguments)
+            # Imported only now: a benchmark may hide the GPU before TensorFlow loads. Always
+            # lstmcore's own copy: a benchmarks/ folder in the working directory is not it.
+            importlib.import_module(f"lstmcore.benchmarks.{args.name}").main(args.arguments)
             return 0
         if args.command == "diagnose":
             return _diagnose_command(args)
@@ -540,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
             from lstmcore import demo
 
             return demo.run(logdir=args.logdir, steps=args.steps, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as error:
+    except (ConfigError, DataError, FileNotFoundError, IsADirectoryError, PermissionError) as error:
         print(f"lstmcore {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE

@@ -73,6 +73,7 @@ def test_a_missing_column_prints_one_line_and_exits_2(tmp_path):
             "--logdir",
             str(tmp_path / "runs"),
         ],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
@@ -154,11 +155,14 @@ def test_a_relative_target_mode_saves_a_model_that_predicts_levels(tmp_path):
     write_csv(csv, rows=120)
     from lstmcore import keras as lstmcore_keras
 
-    assert cli.main(
-        ["train", "--csv", str(csv), "--target", "load", "--steps", "2", "--units", "4"]
-        + ["--window", "6", "--target-mode", "change", "--logdir", str(tmp_path / "runs")]
-        + ["--run-name", "r", "--no-progress", "--normalize", "none"]
-    ) == 0
+    assert (
+        cli.main(
+            ["train", "--csv", str(csv), "--target", "load", "--steps", "2", "--units", "4"]
+            + ["--window", "6", "--target-mode", "change", "--logdir", str(tmp_path / "runs")]
+            + ["--run-name", "r", "--no-progress", "--normalize", "none"]
+        )
+        == 0
+    )
     model = lstmcore_keras.load_model(tmp_path / "runs" / "r" / "model.keras")
     assert model.get_layer("add_last_value").target_features == [0]
     # The baselines score level targets: persistence is the last value, not a zero change.
@@ -235,7 +239,42 @@ def test_every_benchmark_module_is_a_bench_choice():
     import pathlib
 
     folder = pathlib.Path(__file__).parent.parent / "benchmarks"
-    modules = {
-        path.stem for path in folder.glob("*.py") if "def main(argv" in path.read_text()
-    }
+    modules = {path.stem for path in folder.glob("*.py") if "def main(argv" in path.read_text()}
     assert modules == set(cli.BENCHMARKS)
+
+
+def test_train_choices_are_the_registries_names_including_a_users():
+    from lstmcore import clipping, optimizers, schedules
+
+    parser = cli.build_parser()
+    base = ["train", "--csv", "x.csv", "--target", "y"]
+    for flag, registry in (
+        ("--clip", clipping.CLIPPERS),
+        ("--optimizer", optimizers.OPTIMIZERS),
+        ("--warmup", schedules.WARMUPS),
+        ("--decay", schedules.DECAYS),
+    ):
+        for name in registry.names():
+            parser.parse_args([*base, flag, name])
+    clipping.CLIPPERS.register("users_clip")(clipping.GlobalNorm)
+    try:
+        assert parser.parse_args([*base, "--clip", "users_clip"]).clip == "users_clip"
+    finally:
+        del clipping.CLIPPERS._entries["users_clip"]
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--clip", "users_clip"])
+
+
+def test_a_bug_is_not_a_usage_error(tmp_path, monkeypatch):
+    # A ValueError that is not lstmcore's ConfigError or DataError (here from the model
+    # builder) is a bug: it keeps its traceback instead of becoming "usage error, exit 2".
+    from lstmcore import models
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the model builder")
+
+    monkeypatch.setattr(models, "forecaster", broken)
+    csv = tmp_path / "series.csv"
+    write_csv(csv, rows=120)
+    with pytest.raises(ValueError, match="a bug in the model builder"):
+        run_train(tmp_path, csv)
