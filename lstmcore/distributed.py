@@ -415,6 +415,73 @@ def broadcast_from_chief(strategy, text: str | None) -> str:
     return bytes(summed[1 : length + 1].astype(np.uint8)).decode()
 
 
+def barrier(strategy) -> None:
+    """Returns on every worker once all have reached it (an all-reduce); nothing on one process.
+
+    After a checkpoint save: the chief's checkpoint is complete before any worker goes on, so
+    a restore (``on_nonfinite="restore"``) on any worker reads that checkpoint.
+    """
+    agree_to_stop(strategy, False)
+
+
+def agree_on_run_dir(strategy, choose) -> tuple:
+    """The run directory and whether it is resumed, chosen once, by the chief, for all workers.
+
+    A timestamped run name read from each worker's clock could differ, and only the chief
+    sees the run directory as it is before anyone writes. ``choose()`` (``runs.choose_run_dir``)
+    runs on the chief; its answer, or its ``ConfigError``, reaches every worker.
+
+    Args:
+      strategy: the job's strategy.
+      choose: ``() -> (run_dir, resuming)``; may raise ``ConfigError``/``ValueError``.
+
+    Returns:
+      ``(run_dir, resuming)`` on every worker.
+
+    Raises:
+      ConfigError: on every worker when ``choose`` raised on the chief (its message).
+    """
+    worker = context(strategy)
+    if not worker.multi_worker:
+        return choose()
+    answer = None
+    if worker.is_chief:
+        try:
+            run_dir, resuming = choose()
+            answer = json.dumps({"run_dir": run_dir, "resuming": bool(resuming)})
+        except ValueError as error:
+            answer = json.dumps({"error": str(error)})
+            broadcast_from_chief(strategy, answer)
+            raise
+    answer = json.loads(broadcast_from_chief(strategy, answer))
+    if "error" in answer:
+        raise ConfigError(f"the chief refused the run: {answer['error']}")
+    return answer["run_dir"], answer["resuming"]
+
+
+class peer_failures:
+    """Turns a collective that failed because a peer died or hung into :class:`WorkerLostError`.
+
+    Args:
+      worker: this worker's context (nothing is changed on one process).
+      step: ``() -> int``, the last step that completed here (read when the error comes).
+    """
+
+    def __init__(self, worker: WorkerContext, step):
+        self.worker, self.step = worker, step
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None:
+            return False
+        lost = worker_lost(error, self.worker, self.step())
+        if lost is not None:
+            raise lost from error
+        return False
+
+
 class WorkerLostError(RuntimeError):
     """A peer of a multi-worker job died or stopped answering; this worker cannot go on."""
 

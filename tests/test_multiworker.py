@@ -131,3 +131,28 @@ def test_two_workers_train_like_one_process_on_the_same_global_batches(tmp_path)
     for mine, theirs in zip(chief["weights"], one["weights"]):
         np.testing.assert_allclose(mine, theirs, atol=1e-5)
     assert len(chief["loss"]) == 12
+
+
+def test_a_failed_collective_becomes_a_worker_lost_error_naming_the_peer_and_the_resume():
+    import tensorflow as tf
+
+    worker = distributed.WorkerContext("worker", 0, 2, True)
+    dead = tf.errors.UnavailableError(
+        None, None, "Collective ops is aborted by: Socket closed ... /job:worker/replica:0/task:1"
+    )
+    with (
+        pytest.raises(distributed.WorkerLostError) as caught,
+        distributed.peer_failures(worker, lambda: 17),
+    ):
+        raise dead
+    message = str(caught.value)
+    assert "after step 17" in message and "worker 1 died" in message
+    assert "resume=True" in message
+    assert caught.value.__cause__ is dead
+    hung = tf.errors.UnavailableError(
+        None, None, "tasks are unhealthy (stopped sending heartbeats)"
+    )
+    assert "no heartbeat within peer_timeout" in str(distributed.worker_lost(hung, worker, 3))
+    # One process, or an error that is not a failed collective: left as it is.
+    assert distributed.worker_lost(dead, distributed.WorkerContext(None, 0, 1, True), 3) is None
+    assert distributed.worker_lost(ValueError("x"), worker, 3) is None
