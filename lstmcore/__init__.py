@@ -10,6 +10,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "train": "lstmcore.loop",
+    "Trainer": "lstmcore.trainer",
+    "ConfigError": "lstmcore.errors",
+    "DataError": "lstmcore.errors",
     "NonFiniteError": "lstmcore.faults",
     "History": "lstmcore.history",
     "cudnn_report": "lstmcore.kernel_report",
@@ -19,6 +22,8 @@ _EXPORTS = {
     "LSTM": "lstmcore.layers",
 }
 _MODULES = (
+    "actions",
+    "schema",
     "clipping",
     "schedules",
     "optimizers",

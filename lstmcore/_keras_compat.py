@@ -30,3 +30,13 @@ def optimizer_learning_rate(optimizer):
     itself is only kept in Keras's private ``_learning_rate``.
     """
     return getattr(optimizer, "_learning_rate", None)
+
+
+def set_untracked(obj, name: str, value) -> None:
+    """Sets ``obj.name = value`` past Keras's (and TensorFlow's) attribute tracking.
+
+    ``Layer.__setattr__`` tracks what it is given (a model's ``optimizer`` would join the
+    model's checkpoint); lstmcore hands Keras callbacks its optimizer as ``model.optimizer``
+    for the length of a run only, so it must not change what the model saves.
+    """
+    object.__setattr__(obj, name, value)

@@ -6,15 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STEP_KEYS = (
-    "step",
-    "loss",
-    "grad_norm_before_clip",
-    "grad_norm_after_clip",
-    "clipped",
-    "learning_rate",
-    "skipped",
-)
+from lstmcore import schema
 
 
 @dataclass
@@ -22,7 +14,8 @@ class History:
     """What a run measured, one entry per optimizer step taken in this call.
 
     Attributes:
-      history: per-step arrays, keyed by ``step`` (the optimizer's ``iterations`` before the
+      history: per-step arrays, one per scalar of :mod:`lstmcore.schema` (a registered metric
+        too), keyed by ``step`` (the optimizer's ``iterations`` before the
         update), ``loss``, ``grad_norm_before_clip``, ``grad_norm_after_clip``, ``clipped``
         (1.0 when clipping changed the gradients), ``learning_rate``, ``skipped`` (1.0 for a
         non-finite step that was not applied) and ``clip_fraction`` (running fraction of
@@ -69,7 +62,8 @@ class HistoryBuilder:
     """Collects fetched per-step values and validation results into a :class:`History`."""
 
     def __init__(self, tags: list[str]):
-        self._columns: dict[str, list[np.ndarray]] = {key: [] for key in STEP_KEYS}
+        self._keys = schema.history_keys()
+        self._columns: dict[str, list[np.ndarray]] = {key: [] for key in self._keys}
         self._layer: list[np.ndarray] = []
         self._tags = list(tags)
         self._val_steps: list[int] = []
@@ -79,8 +73,9 @@ class HistoryBuilder:
 
     def add(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """Adds a batch of fetched steps; returns their running clip fraction."""
-        for key in STEP_KEYS:
-            self._columns[key].append(values[key])
+        for key in self._keys:
+            if key != "clip_fraction":
+                self._columns[key].append(values[key])
         self._layer.append(values["layer_grad_norms"])
         clipped = values["clipped"]
         fraction = (self.clipped_steps + np.cumsum(clipped)) / (
@@ -88,7 +83,7 @@ class HistoryBuilder:
         )
         self.clipped_steps += int(clipped.sum())
         self.steps_seen += len(clipped)
-        self._columns.setdefault("clip_fraction", []).append(fraction.astype(np.float32))
+        self._columns["clip_fraction"].append(fraction.astype(np.float32))
         return fraction
 
     def add_validation(self, step: int, loss: float) -> None:
@@ -100,7 +95,6 @@ class HistoryBuilder:
             key: (np.concatenate(parts) if parts else np.zeros((0,), np.float32))
             for key, parts in self._columns.items()
         }
-        history.setdefault("clip_fraction", np.zeros((0,), np.float32))
         history["step"] = history["step"].astype(np.int64)
         history["val_step"] = np.asarray(self._val_steps, np.int64)
         history["val_loss"] = np.asarray(self._val_losses, np.float32)

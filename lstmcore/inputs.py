@@ -12,11 +12,16 @@ Accepted casts: integer inputs or targets become float32; targets of shape ``[N]
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from lstmcore import monitor
+from lstmcore.errors import ConfigError, DataError
 
 SHAPE_CHANGE = "lstmcore-shape-change: "
 
@@ -48,35 +53,35 @@ def check_array(value, *, name: str, min_rank: int, max_rank: int) -> np.ndarray
         value, its first index as (sample, step, feature).
     """
     if value is None:
-        raise ValueError(f"{name} is None; expected a NumPy array")
+        raise DataError(f"{name} is None; expected a NumPy array")
     if isinstance(value, tf.RaggedTensor) or (
         isinstance(value, (list, tuple)) and value and _is_ragged(value)
     ):
-        raise ValueError(
+        raise DataError(
             f"{name} is ragged (sequences of different lengths); pad them to one length "
             "[batch, time, features] first"
         )
     try:
         array = np.asarray(value)
     except ValueError as error:
-        raise ValueError(f"{name} could not be read as an array ({error})") from None
+        raise DataError(f"{name} could not be read as an array ({error})") from None
     if array.dtype == object or array.dtype.kind in "USV":
-        raise ValueError(
+        raise DataError(
             f"{name} must be numeric; got dtype {array.dtype} (strings or Python objects). "
             "Convert it to numbers first (e.g. with lstmcore.data.read_csv)"
         )
     if array.dtype == bool:
-        raise ValueError(
+        raise DataError(
             f"{name} has dtype bool; convert it to float32 explicitly if 0/1 values are meant"
         )
     if array.dtype.kind == "c":
-        raise ValueError(
+        raise DataError(
             f"{name} has dtype {array.dtype} (complex numbers); casting would drop the imaginary "
             "part. Pass real float or integer values (e.g. the real and imaginary parts as two "
             "features)"
         )
     if array.dtype.kind in "mM":
-        raise ValueError(
+        raise DataError(
             f"{name} has dtype {array.dtype} (dates or durations); convert them to numbers "
             "first (e.g. seconds since the start, or calendar features)"
         )
@@ -87,11 +92,11 @@ def check_array(value, *, name: str, min_rank: int, max_rank: int) -> np.ndarray
         }.get(max_rank, f"{min_rank}-D to {max_rank}-D")
         if min_rank == 1 and max_rank == 3:
             expected = "[samples], [samples, outputs] or [samples, horizon, outputs]"
-        raise ValueError(f"{name} must be {expected}; got shape {array.shape}")
+        raise DataError(f"{name} must be {expected}; got shape {array.shape}")
     if array.shape[0] == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); it needs at least one sample")
+        raise DataError(f"{name} is empty (shape {array.shape}); it needs at least one sample")
     if array.ndim >= 2 and 0 in array.shape[1:]:
-        raise ValueError(
+        raise DataError(
             f"{name} has a zero-length axis (shape {array.shape}); sequences need at least one "
             "time step and one feature"
         )
@@ -106,7 +111,7 @@ def check_array(value, *, name: str, min_rank: int, max_rank: int) -> np.ndarray
             else ", ".join(f"{axis} {i}" for axis, i in zip(("sample", "output", "output"), index))
         )
         count = int(array.size - finite.sum())
-        raise ValueError(
+        raise DataError(
             f"{name} contain {kind} at {where} ({count} non-finite value(s) in all); "
             "drop or fill them before training"
         )
@@ -146,21 +151,21 @@ def prepare(
       A :class:`PreparedData`.
 
     Raises:
-      ValueError: for anything the step could not train on.
+      DataError: for anything the step could not train on.
     """
     if data is None:
-        raise ValueError(f"{name} is None; expected (inputs, targets) arrays or a tf.data.Dataset")
+        raise DataError(f"{name} is None; expected (inputs, targets) arrays or a tf.data.Dataset")
     if isinstance(data, tf.data.Dataset):
         return _prepare_dataset(data, name=name, repeat=repeat)
     if isinstance(data, dict) or not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise ValueError(
+        raise DataError(
             f"{name} must be a pair (inputs, targets) of arrays or a tf.data.Dataset; "
             f"got {_describe(data)}"
         )
     inputs = check_array(data[0], name=f"{name} inputs", min_rank=3, max_rank=3)
     targets = check_array(data[1], name=f"{name} targets", min_rank=1, max_rank=3)
     if len(inputs) != len(targets):
-        raise ValueError(
+        raise DataError(
             f"{name}: inputs and targets have different numbers of samples "
             f"({len(inputs)} and {len(targets)}); they must match one to one"
         )
@@ -194,35 +199,35 @@ def prepare(
 def _prepare_dataset(dataset: tf.data.Dataset, *, name: str, repeat: bool) -> PreparedData:
     spec = dataset.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
-        raise ValueError(f"{name} must yield (inputs, targets) pairs; got elements {spec}")
+        raise DataError(f"{name} must yield (inputs, targets) pairs; got elements {spec}")
     input_spec, target_spec = spec
     for part, part_spec in (("inputs", input_spec), ("targets", target_spec)):
         if not isinstance(part_spec, tf.TensorSpec):
-            raise ValueError(
+            raise DataError(
                 f"{name} {part} must be dense tensors; got {part_spec} (pad ragged sequences)"
             )
         if part_spec.dtype == tf.string or part_spec.dtype == tf.bool:
-            raise ValueError(f"{name} {part} must be numeric; got dtype {part_spec.dtype.name}")
+            raise DataError(f"{name} {part} must be numeric; got dtype {part_spec.dtype.name}")
         if not (part_spec.dtype.is_floating or part_spec.dtype.is_integer):
-            raise ValueError(
+            raise DataError(
                 f"{name} {part} must be real float or integer values; got dtype "
                 f"{part_spec.dtype.name} (complex values lose their imaginary part in a cast)"
             )
     if input_spec.shape.rank is not None and input_spec.shape.rank != 3:
-        raise ValueError(
+        raise DataError(
             f"{name} inputs must be batches of shape [batch, time, features]; got element shape "
             f"{input_spec.shape} (did you forget .batch(...)?)"
         )
     cardinality = int(dataset.cardinality())
     if cardinality == 0:
-        raise ValueError(f"{name} is an empty dataset; it must yield at least one batch")
+        raise DataError(f"{name} is an empty dataset; it must yield at least one batch")
     if cardinality == tf.data.INFINITE_CARDINALITY and not repeat:
-        raise ValueError(f"{name} is infinite; an evaluation pass needs a finite dataset")
+        raise DataError(f"{name} is infinite; an evaluation pass needs a finite dataset")
     first = next(iter(dataset.take(1)), None)
     if first is None:
-        raise ValueError(f"{name} yielded no batch; it must yield at least one (inputs, targets)")
+        raise DataError(f"{name} yielded no batch; it must yield at least one (inputs, targets)")
     if first[0].shape.rank != 3:
-        raise ValueError(
+        raise DataError(
             f"{name} inputs must be batches of shape [batch, time, features]; the first batch "
             f"has shape {tuple(first[0].shape)} (did you forget .batch(...)?)"
         )
@@ -287,3 +292,101 @@ def shape_change_message(error: tf.errors.OpError) -> str | None:
         + ". The batch was not applied. Every batch must have the first batch's shape past the "
         "batch axis: fix the data pipeline (pad or cut to one length, one target width)"
     )
+
+
+def build_and_check(model, prepared, loss_fn, *, name: str) -> None:
+    """Calls the model and the loss on two samples of the first batch of ``name``; raises if unfit.
+
+    Raises:
+      DataError: when the data's shape does not fit the model (the model's own error chained
+        when calling it failed).
+      ConfigError: when the model has several outputs or the loss does not return one value
+        per sample (the loss's own error chained when calling it failed).
+    """
+    inputs, targets = prepared.first_batch
+    declared = _declared_input_shape(model)
+    if declared is not None:
+        for axis, what in ((1, "time steps"), (2, "features")):
+            if declared[axis] is not None and inputs.shape[axis] != declared[axis]:
+                raise DataError(
+                    f"{name} inputs have {inputs.shape[axis]} {what} per sample (shape "
+                    f"{tuple(inputs.shape)}) but the model's input expects {declared[axis]} "
+                    f"(input shape {tuple(declared)}); reshape the data or rebuild the model"
+                )
+    try:
+        with monitor.rng_untouched(model):
+            predictions = model(inputs[:2], training=False)
+    except Exception as error:
+        raise DataError(
+            f"model could not be called on {name} inputs of shape {tuple(inputs.shape)} "
+            f"[batch, time, features]: {error}"
+        ) from error
+    if not isinstance(predictions, (tf.Tensor, np.ndarray)) and not keras.ops.is_tensor(
+        predictions
+    ):
+        count = len(predictions) if hasattr(predictions, "__len__") else "several"
+        raise ConfigError(
+            f"model returns {count} outputs ({type(predictions).__name__}); train needs a model "
+            "with one output tensor [batch, ...]: join them (keras.layers.Concatenate) or "
+            "train one model per output"
+        )
+    if tuple(predictions.shape[1:]) != tuple(targets.shape[1:]):
+        raise DataError(
+            f"{name} targets have shape {tuple(targets.shape[1:])} per sample but the model "
+            f"predicts {tuple(predictions.shape[1:])}; they must match (targets of shape [N] are "
+            "taken as [N, 1])"
+        )
+    _check_per_sample_loss(loss_fn, targets[:2], predictions)
+
+
+def _check_per_sample_loss(loss_fn, targets, predictions) -> None:
+    # Traced, not run: a loss with side effects (a call counter) is not called here.
+    try:
+        losses = (
+            tf.function(loss_fn, autograph=False)
+            .get_concrete_function(
+                tf.TensorSpec(targets.shape, targets.dtype),
+                tf.TensorSpec(predictions.shape, predictions.dtype),
+            )
+            .structured_outputs
+        )
+    except Exception as error:
+        raise ConfigError(
+            f"loss could not be called as loss(targets, predictions) with targets of shape "
+            f"{tuple(targets.shape)} and predictions of shape {tuple(predictions.shape)}: "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else repr(error)}"
+        ) from error
+    shape = getattr(losses, "shape", None)
+    batch = predictions.shape[0]
+    if shape is None or shape.rank == 0 or shape[0] not in (None, batch):
+        raise ConfigError(
+            f"loss must return one value per sample, shape [batch]; for a batch of {batch} it "
+            f"returned shape {None if shape is None else tuple(shape)}. A mean over the batch "
+            "would scale the loss and the gradients by 1/batch. Pass a loss name ('mse'), a "
+            "per-sample function (keras.losses.mean_squared_error) or a keras.losses.Loss "
+            "built with reduction=None"
+        )
+
+
+def _declared_input_shape(model):
+    try:
+        model_inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not model_inputs or len(model_inputs) != 1 or len(model_inputs[0].shape) != 3:
+        return None
+    return tuple(model_inputs[0].shape)
+
+
+@contextlib.contextmanager
+def data_errors():
+    """Turns a batch that failed the shape check in the pipeline into a DataError."""
+    try:
+        yield
+    except tf.errors.OutOfRangeError:
+        raise DataError("data yielded no batch; it must not be empty") from None
+    except tf.errors.InvalidArgumentError as error:
+        message = shape_change_message(error)
+        if message is None:
+            raise
+        raise DataError(message) from None

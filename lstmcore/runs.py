@@ -16,15 +16,19 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import signal
 import socket
 import threading
-import warnings
 
 import tensorflow as tf
+
+from lstmcore.errors import ConfigError, DataError
+
+log = logging.getLogger("lstmcore")
 
 MANIFEST = "lstmcore_run.json"
 LOCK = "lstmcore.lock"
@@ -41,26 +45,26 @@ def config_hash(config: dict) -> str:
 
 
 def check_logdir(logdir: str) -> None:
-    """Raises ``ValueError`` when ``logdir`` cannot hold run directories."""
+    """Raises ``ConfigError`` when ``logdir`` cannot hold run directories."""
     if os.path.exists(logdir) and not os.path.isdir(logdir):
-        raise ValueError(f"logdir {logdir!r} is a file; it must be a directory (or not exist yet)")
+        raise ConfigError(f"logdir {logdir!r} is a file; it must be a directory (or not exist yet)")
     parent = logdir
     while parent and not os.path.exists(parent):
         parent = os.path.dirname(parent)
     parent = parent or "."
     if not os.path.isdir(parent):
-        raise ValueError(
+        raise ConfigError(
             f"logdir {logdir!r} lies inside {parent!r}, which is a file, not a directory"
         )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"logdir {logdir!r} is not writable (no write permission on {parent!r})")
+        raise ConfigError(f"logdir {logdir!r} is not writable (no write permission on {parent!r})")
 
 
 def read_manifest(run_dir: str) -> dict | None:
     """Returns the run's manifest, None when there is none.
 
     Raises:
-      ValueError: naming the file, when it is not a JSON object with ``config`` and
+      ConfigError: naming the file, when it is not a JSON object with ``config`` and
         ``config_hash`` (cut short by a kill before lstmcore wrote it atomically, or edited).
     """
     path = os.path.join(run_dir, MANIFEST)
@@ -70,7 +74,7 @@ def read_manifest(run_dir: str) -> dict | None:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(
+        raise ConfigError(
             f"run manifest {path!r} is not valid JSON ({error}); it was cut short or edited. "
             "Restore it, or start a new run with another run_name"
         ) from None
@@ -80,7 +84,7 @@ def read_manifest(run_dir: str) -> dict | None:
         or not isinstance(manifest["config"], dict)
     ):
         got = sorted(manifest) if isinstance(manifest, dict) else type(manifest).__name__
-        raise ValueError(
+        raise ConfigError(
             f"run manifest {path!r} must be a JSON object with 'config' and 'config_hash'; "
             f"got {got}. Restore it, or start a new run with another run_name"
         )
@@ -130,7 +134,7 @@ def choose_run_dir(
       ``(run_dir, resuming)``.
 
     Raises:
-      ValueError: for a named run that exists when not resuming, a run to resume that does
+      ConfigError: for a named run that exists when not resuming, a run to resume that does
         not exist, or a run whose configuration differs.
     """
     if run_name is not None:
@@ -138,14 +142,14 @@ def choose_run_dir(
         run_dir = os.path.join(logdir, run_name)
         if os.path.exists(run_dir):
             if not resume:
-                raise ValueError(
+                raise ConfigError(
                     f"run directory {run_dir!r} already exists; pass resume=True to continue "
                     "that run, or choose another run_name (runs are never overwritten)"
                 )
             _check_same_config(run_dir, config)
             return run_dir, True
         if resume:
-            raise ValueError(
+            raise ConfigError(
                 f"resume=True but there is no run {run_name!r} in logdir {logdir!r} to resume; "
                 "to start it, pass resume=False"
             )
@@ -157,7 +161,7 @@ def choose_run_dir(
             if os.path.exists(os.path.join(logdir, name, MANIFEST))
         ]
         if not candidates:
-            raise ValueError(
+            raise ConfigError(
                 f"resume=True but logdir {logdir!r} holds no lstmcore run to resume (no "
                 f"*/{MANIFEST}); to start a new run, pass resume=False"
             )
@@ -173,12 +177,12 @@ def choose_run_dir(
 
 
 def check_run_name(run_name, logdir: str) -> None:
-    """Raises ``ValueError`` unless ``run_name`` can be one directory's name inside ``logdir``."""
+    """Raises ``ConfigError`` unless ``run_name`` can be one directory's name inside ``logdir``."""
     if not isinstance(run_name, str):
-        raise ValueError(f"run_name must be a string or None; got {run_name!r}")  # noqa: TRY004
+        raise ConfigError(f"run_name must be a string or None; got {run_name!r}")
     separators = [sep for sep in (os.sep, os.altsep, "\0") if sep and sep in run_name]
     if not run_name or separators or run_name in (".", ".."):
-        raise ValueError(
+        raise ConfigError(
             f"run_name must be a plain directory name (no {os.sep!r}, not '.' or '..'); "
             f"got {run_name!r}"
         )
@@ -191,7 +195,7 @@ def check_run_name(run_name, logdir: str) -> None:
         limit = 255
     length = len(os.fsencode(run_name))
     if length > limit:
-        raise ValueError(
+        raise ConfigError(
             f"run_name is {length} bytes long; a directory name here can be at most {limit} "
             f"bytes; got {run_name[:40]!r}..."
         )
@@ -200,13 +204,13 @@ def check_run_name(run_name, logdir: str) -> None:
 def _check_same_config(run_dir: str, config: dict) -> None:
     manifest = read_manifest(run_dir)
     if manifest is None:
-        raise ValueError(
+        raise ConfigError(
             f"{run_dir!r} exists but is not an lstmcore run (no {MANIFEST}); "
             "choose another run_name"
         )
     if manifest["config_hash"] != config_hash(config):
         fields = differing_fields(manifest["config"], config)
-        raise ValueError(
+        raise ConfigError(
             f"cannot resume {run_dir!r}: it was started with a different configuration ("
             + "; ".join(fields)
             + "). Start a new run instead"
@@ -272,32 +276,32 @@ class Checkpoints:
           The path of the checkpoint restored.
 
         Raises:
-          ValueError: naming what is missing when there is no checkpoint to restore: no
+          ConfigError: naming what is missing when there is no checkpoint to restore: no
             ``checkpoints/`` folder, an empty one, a pointer file that is gone while
             checkpoint files remain, a pointer naming files that do not exist, or only
             unreadable files.
         """
         if not os.path.isdir(self.directory):
-            raise ValueError(
+            raise ConfigError(
                 f"cannot resume: the run has no checkpoints folder {self.directory!r} (deleted, "
                 f"or the run was stopped before its first checkpoint); {FRESH_START}"
             )
         found = sorted(n for n in os.listdir(self.directory) if n.endswith(".index"))
         named = self.named()
         if not named and found:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.directory!r} holds checkpoints ({', '.join(found)}) but its "
                 "'checkpoint' pointer file is missing or unreadable; refusing to start from "
                 "scratch. Restore the pointer file or move the checkpoints away"
             )
         if not named:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot resume: {self.directory!r} holds no checkpoint (no 'checkpoint' pointer "
                 f"file, no ckpt-*.index); {FRESH_START}"
             )
         if not any(tf.io.gfile.exists(path + ".index") for path in named):
             names = ", ".join(os.path.basename(p) for p in named)
-            raise ValueError(
+            raise ConfigError(
                 f"cannot resume: the pointer file {os.path.join(self.directory, 'checkpoint')!r} "
                 f"names {names}, but none of their files exist (the folder holds "
                 f"{', '.join(found) or 'no ckpt-*.index'}); {FRESH_START}"
@@ -307,7 +311,7 @@ class Checkpoints:
     def restore_latest(self) -> str | None:
         """Restores the newest checkpoint the pointer names, asserting that every object matched.
 
-        Falls back to an older checkpoint, with a warning naming the file, when the newest
+        Falls back to an older checkpoint, with a warning (the ``lstmcore`` logger) naming the file, when the newest
         cannot be read; raises when none can.
         """
         errors = []
@@ -316,17 +320,15 @@ class Checkpoints:
                 status = self.checkpoint.restore(path)
                 status.assert_existing_objects_matched()
                 if errors:
-                    warnings.warn(
+                    log.warning(
                         f"lstmcore: could not read checkpoint {errors[0][0]} ({errors[0][1]}); "
-                        f"restored {path} instead",
-                        RuntimeWarning,
-                        stacklevel=2,
+                        f"restored {path} instead"
                     )
                 return path
             except Exception as error:  # noqa: BLE001 - a damaged file raises OpError, IndexError, ...
                 errors.append((path, str(error).splitlines()[0] if str(error) else repr(error)))
         if errors:
-            raise ValueError(
+            raise ConfigError(
                 "no checkpoint could be restored: " + "; ".join(f"{p}: {e}" for p, e in errors)
             )
         return None
@@ -340,7 +342,7 @@ def _checkpoint_number(path: str) -> int:
 
 
 def check_iterator_checkpointable(iterator, *, name: str) -> None:
-    """Raises ``ValueError`` before the first step when the data iterator cannot be checkpointed.
+    """Raises ``DataError`` before the first step when the data iterator cannot be checkpointed.
 
     A ``tf.data`` pipeline that holds Python state (``Dataset.from_generator``,
     ``py_function``, ``numpy_function``) cannot save its position
@@ -353,7 +355,7 @@ def check_iterator_checkpointable(iterator, *, name: str) -> None:
         tf.train.Checkpoint(iterator=iterator).write(f"{folder}/check")
     except (tf.errors.FailedPreconditionError, tf.errors.UnimplementedError) as error:
         reason = re.sub(r"\{\{.*?\}\}\s*", "", error.message).split(" [Op:")[0].strip()
-        raise ValueError(
+        raise DataError(
             f"{name} is a tf.data pipeline whose position cannot be saved in a checkpoint "
             f"(TensorFlow: {reason!r}; Dataset.from_generator, py_function and "
             "numpy_function hold Python state), so the run could not be resumed exactly. "
@@ -364,6 +366,27 @@ def check_iterator_checkpointable(iterator, *, name: str) -> None:
     finally:
         if tf.io.gfile.exists(folder):
             tf.io.gfile.rmtree(folder)
+
+
+def open_run_dir(logdir: str, run_dir: str, *, resuming: bool) -> str | None:
+    """Creates a new run directory (atomically) or reopens one to resume, and takes its lock.
+
+    Returns:
+      None, or a note naming the dead process whose lock was taken over.
+
+    Raises:
+      ConfigError: when another process just created the directory, or holds its lock.
+    """
+    if not resuming:
+        os.makedirs(logdir, exist_ok=True)
+        try:
+            os.mkdir(run_dir)  # atomic: of two runs starting under one name, one gets it
+        except FileExistsError:
+            raise ConfigError(
+                f"run directory {run_dir!r} was just created by another process; choose "
+                "another run_name"
+            ) from None
+    return RunLock(run_dir).acquire()
 
 
 def install_sigterm(handler):
@@ -406,7 +429,7 @@ class RunLock:
           None, or a note naming the dead process whose lock was taken over.
 
         Raises:
-          ValueError: naming the holder when another process (or another ``train`` in this
+          ConfigError: naming the holder when another process (or another ``train`` in this
             one) holds the lock.
         """
         handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
@@ -416,7 +439,7 @@ class RunLock:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise ValueError(
+            raise ConfigError(
                 f"run directory {self.run_dir!r} is in use by {holder} (lock file {self.path!r}); "
                 "one run directory has one writer at a time. Wait for it to finish, or choose "
                 "another run_name"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from lstmcore import _keras_compat, clipping
+from lstmcore import _keras_compat, clipping, schema
 
 # Bits of the "fault" metric: what was not finite in a skipped step.
 FAULT_LOSS, FAULT_GRADIENTS, FAULT_INPUTS, FAULT_TARGETS = 1, 2, 4, 8
@@ -161,7 +161,8 @@ def make_train_step(
         a 2-core CPU that cost about 4% of a step at (B, T, I, H) = (64, 100, 32, 256).
 
     Returns:
-      ``(step, series)``: ``step(iterator) -> dict of tensors`` (``tf.function``), and the
+      ``(step, series)``: ``step(iterator) -> dict of tensors`` (``tf.function``; its keys and
+      dtypes are :func:`lstmcore.schema.step_metrics`), and the
       :class:`NormSeries` naming the entries of its ``layer_grad_norms`` vector.
     """
     strategy = strategy or tf.distribute.get_strategy()
@@ -174,6 +175,7 @@ def make_train_step(
                 gate_counts.get(entry.variable_index, 0), entry.gate + 1
             )
     replicas = strategy.num_replicas_in_sync
+    registered = [m for m in schema.step_metrics() if m.compute is not None]
 
     def replica_step(inputs, targets):
         context = tf.distribute.get_replica_context()
@@ -214,6 +216,9 @@ def make_train_step(
             "fault": fault,
             "layer_grad_norms": layer_norms,
         }
+        view = schema.StepView(inputs, targets, predictions, loss, grads, clipped, variables)
+        for metric in registered:
+            metrics[metric.name] = tf.cast(metric.compute(view), metric.dtype)
         if replicas > 1:
             # Keras's optimizer sums gradients over replicas again; hand it each replica's share.
             clipped = [None if g is None else g / replicas for g in clipped]
@@ -253,20 +258,6 @@ def make_train_step(
     return tf.function(one_step), series
 
 
-# The dtype of every entry of a step's result (the multi-step loop collects them in arrays).
-STEP_DTYPES = {
-    "loss": tf.float32,
-    "grad_norm_before_clip": tf.float32,
-    "grad_norm_after_clip": tf.float32,
-    "clipped": tf.float32,
-    "skipped": tf.float32,
-    "fault": tf.int32,
-    "layer_grad_norms": tf.float32,
-    "step": tf.int64,
-    "learning_rate": tf.float32,
-}
-
-
 def make_multi_step(train_step):
     """Wraps a step function into one ``tf.function`` that runs ``count`` steps per call.
 
@@ -284,10 +275,11 @@ def make_multi_step(train_step):
       (a ``tf.function``; ``count`` is an int32 tensor so any count reuses one trace).
     """
     one_step = train_step.python_function
+    dtypes = schema.step_dtypes()
 
     @tf.function
     def train_steps(iterator, count):
-        arrays = {key: tf.TensorArray(dtype, size=count) for key, dtype in STEP_DTYPES.items()}
+        arrays = {key: tf.TensorArray(dtype, size=count) for key, dtype in dtypes.items()}
 
         def body(index, arrays):
             values = one_step(iterator)
@@ -306,12 +298,6 @@ def make_multi_step(train_step):
 def _all_finite(x) -> tf.Tensor:
     if not x.dtype.is_floating:
         return tf.constant(True)
-    return tf.reduce_all(tf.math.is_finite(x))
-
-
-@tf.function(jit_compile=True)
-def _all_finite_compiled(x):
-    # Compiled: one fused pass (TensorFlow's IsFinite then All is two, with a copy between).
     return tf.reduce_all(tf.math.is_finite(x))
 
 

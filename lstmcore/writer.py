@@ -154,21 +154,19 @@ def drop_events_after(run_dir: str, step: int, per_step_tags: set[str]) -> int:
     )
     kept, dropped, seen = [], 0, set()
     for path in old_files:
-        try:
-            for event in tf.compat.v1.train.summary_iterator(path):
-                tags = {value.tag for value in event.summary.value}
-                limit = step if tags & per_step_tags else step + 1
-                # A copy of an event already kept: a resume killed after writing the new file
-                # and before removing the old ones left both.
-                copy = (event.step, event.summary.SerializeToString(deterministic=True))
-                if event.HasField("summary") and (event.step >= limit or copy in seen):
-                    dropped += 1
-                else:
-                    kept.append(event)
-                    if event.HasField("summary"):
-                        seen.add(copy)
-        except tf.errors.DataLossError:
-            pass  # a record cut short by the kill: everything before it was read
+        # read_events stops at a record cut short by the kill: everything before it is kept.
+        for event in read_events(path):
+            tags = {value.tag for value in event.summary.value}
+            limit = step if tags & per_step_tags else step + 1
+            # A copy of an event already kept: a resume killed after writing the new file
+            # and before removing the old ones left both.
+            copy = (event.step, event.summary.SerializeToString(deterministic=True))
+            if event.HasField("summary") and (event.step >= limit or copy in seen):
+                dropped += 1
+            else:
+                kept.append(event)
+                if event.HasField("summary"):
+                    seen.add(copy)
     if not dropped:
         return 0
     writer = EventFileWriter(run_dir, filename_suffix=".resumed")
@@ -241,17 +239,6 @@ def _hparam_value(value):
 def tag_regex(tag: str) -> str:
     """Returns a regular expression matching exactly ``tag``."""
     return "^" + re.escape(tag) + "$"
-
-
-PER_STEP_TAGS = (
-    ("loss", "train/loss"),
-    ("learning_rate", "train/learning_rate"),
-    ("grad_norm_before_clip", "grad_norm/global_before_clip"),
-    ("grad_norm_after_clip", "grad_norm/global_after_clip"),
-    ("clipped", "clip/clipped"),
-    ("clip_fraction", "clip/fraction"),
-    ("skipped", "train/skipped_nonfinite"),
-)
 
 
 def layout(series) -> list:

@@ -103,12 +103,12 @@ TRAIN_CASES = [
         {"steps_per_execution": 2.5},
         "steps_per_execution must be a positive integer; got 2.5",
     ),
-    ("negative steps", (X, Y), {"steps": -1}, "steps must be a positive integer; got -1"),
+    ("negative steps", (X, Y), {"steps": -1}, "steps must be a positive integer or None; got -1"),
     (
         "zero epochs",
         (X, Y),
         {"epochs": 0, "steps": None},
-        "epochs must be a positive integer; got 0",
+        "epochs must be a positive integer or None; got 0",
     ),
     (
         "warmup longer than the run",

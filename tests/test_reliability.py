@@ -163,15 +163,20 @@ def small_data():
     return x, x[:, -1]
 
 
-def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path):
+def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning(
+    tmp_path, caplog
+):
     options = checkpointed_run_options(tmp_path, steps=6)
     lstmcore.train(small_model(), small_data(), **options)
     directory = tmp_path / "r" / "checkpoints"
     data_file = glob.glob(str(directory / "ckpt-6.data-*"))[0]
     with open(data_file, "r+b") as f:
         f.truncate(8)
-    with pytest.warns(RuntimeWarning, match="ckpt-6"):
+    with caplog.at_level("WARNING", logger="lstmcore"):
         history = lstmcore.train(small_model(), small_data(), resume=True, **options)
+    warned = [r for r in caplog.records if r.name == "lstmcore" and r.levelname == "WARNING"]
+    assert len(warned) == 1 and "ckpt-6" in warned[0].getMessage()
+    assert "restored" in warned[0].getMessage() and "ckpt-4" in warned[0].getMessage()
     np.testing.assert_array_equal(history["step"], [4, 5])
 
 
