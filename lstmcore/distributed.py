@@ -375,6 +375,32 @@ def distribute_dataset(strategy, dataset):
     return strategy.experimental_distribute_dataset(dataset)
 
 
+def iterator_at(strategy, dataset, step: int):
+    """An iterator over ``dataset``'s global batches from batch ``step`` on, distributed as
+    the training's (:func:`distribute_dataset` when the strategy has several replicas).
+
+    A distributed iterator cannot be saved in a checkpoint (TensorFlow 2.21's
+    ``DistributedIterator`` is not trackable), but its position is known: the step counter
+    (every step takes one batch, a skipped non-finite step included). After a restore the
+    training continues from ``iterator_at(strategy, dataset, step)``. The skipped batches are
+    produced and dropped: measured 1.7 s for 10,000 batches of 16 windows on 2 loaded cores,
+    so a resume at step 100,000 of such a run spends about 17 s on it.
+    """
+    if step:
+        dataset = dataset.skip(int(step))
+    if strategy.num_replicas_in_sync > 1:
+        return iter(distribute_dataset(strategy, dataset))
+    return iter(dataset)
+
+
+def checkpointable(iterator) -> bool:
+    """Whether ``iterator`` can be saved in a checkpoint: a ``tf.data`` iterator can; a
+    ``tf.distribute`` one cannot, and is positioned by :func:`iterator_at` instead."""
+    import tensorflow as tf
+
+    return not isinstance(iterator, tf.distribute.DistributedIterator)
+
+
 # Longest text broadcast_from_chief carries (a run directory's path, a short message).
 BROADCAST_BYTES = 4096
 

@@ -59,7 +59,14 @@ class Job:
     out: str
     workers: list[Worker] = field(default_factory=list)
 
-    def start(self, count: int | None, env: dict | None = None) -> Job:
+    def start(
+        self, count: int | None, env: dict | None = None, command: list[str] | None = None
+    ) -> Job:
+        """Starts ``count`` workers (None: one process without ``TF_CONFIG``).
+
+        ``command`` replaces the worker script (e.g. ``lstmcore train ...``); it runs in
+        ``self.out``.
+        """
         ports = free_ports(count) if count else []
         for index in range(max(count or 0, 1)):
             environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
@@ -72,7 +79,8 @@ class Job:
             log = os.path.join(self.out, f"log-{index}-{time.monotonic_ns()}.txt")
             with open(log, "w") as handle:
                 process = subprocess.Popen(
-                    [sys.executable, WORKER, spec_path],
+                    command or [sys.executable, WORKER, spec_path],
+                    cwd=self.out,
                     stdout=handle,
                     stderr=subprocess.STDOUT,
                     env=environment,

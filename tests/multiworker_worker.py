@@ -50,13 +50,15 @@ def main(spec: dict) -> int:
     else:
         model = build()
     options = dict(spec["train"])
+    if spec.get("validation"):
+        options["validation_data"] = (x[-16:], y[-16:])
     started = time.perf_counter()
     try:
         history = lstmcore.train(model, (x, y), strategy=strategy, **options)
         result.update(
             loss=history["loss"].tolist(),
             grad_norm=history["grad_norm_before_clip"].tolist(),
-            step=history.history["step"].tolist() if "step" in history.history else None,
+            steps=history.history["step"].tolist() if "step" in history.history else None,
             stopped=getattr(history, "stopped", None),
             run_dir=getattr(history, "run_dir", None),
         )
