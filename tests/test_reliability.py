@@ -163,9 +163,7 @@ def small_data():
     return x, x[:, -1]
 
 
-def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning(
-    tmp_path, caplog
-):
+def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path, caplog):
     options = checkpointed_run_options(tmp_path, steps=6)
     lstmcore.train(small_model(), small_data(), **options)
     directory = tmp_path / "r" / "checkpoints"
@@ -271,7 +269,8 @@ def test_no_pickle_anywhere_in_lstmcore():
     offenders = []
     for folder in ("lstmcore", "kernels", "benchmarks"):
         for path in glob.glob(os.path.join(root, folder, "**", "*.py"), recursive=True):
-            text = open(path, encoding="utf-8").read()
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
             if (
                 "import pickle" in text
                 or "pickle.load" in text

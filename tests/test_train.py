@@ -116,16 +116,16 @@ def test_steps_per_execution_gives_the_same_run_and_logs_every_step(tmp_path):
 
 
 def test_steps_per_execution_calls_stop_at_checkpoints_and_resume_exactly(tmp_path):
-    options = dict(
-        epochs=3,
-        batch_size=16,
-        checkpoint_every=5,
-        steps_per_execution=4,
-        logdir=str(tmp_path),
-        probe_every=None,
-        check=False,
-        progress=False,
-    )
+    options = {
+        "epochs": 3,
+        "batch_size": 16,
+        "checkpoint_every": 5,
+        "steps_per_execution": 4,
+        "logdir": str(tmp_path),
+        "probe_every": None,
+        "check": False,
+        "progress": False,
+    }
     model = make_model()
     lstmcore.train(model, make_data(), run_name="chunked", **options)
     directory = tmp_path / "chunked" / "checkpoints"
@@ -216,7 +216,13 @@ def test_non_finite_steps_leave_weights_and_slots_bitwise_unchanged():
 
 
 def test_resuming_a_finished_run_does_no_extra_steps(tmp_path):
-    options = dict(steps=4, batch_size=16, logdir=str(tmp_path), run_name="run", progress=False)
+    options = {
+        "steps": 4,
+        "batch_size": 16,
+        "logdir": str(tmp_path),
+        "run_name": "run",
+        "progress": False,
+    }
     lstmcore.train(make_model(), make_data(), **options)
     model = make_model(seed=5)
     history = lstmcore.train(model, make_data(), resume=True, **options)
@@ -233,16 +239,16 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path):
         full, make_data(), steps=8, batch_size=16, logdir=None, progress=False, shuffle=False
     )
     # The failing loss counts its calls: no probes or checks, which call it too.
-    options = dict(
-        batch_size=16,
-        logdir=str(tmp_path),
-        run_name="r",
-        progress=False,
-        shuffle=False,
-        checkpoint_every=1,
-        probe_every=None,
-        check=False,
-    )
+    options = {
+        "batch_size": 16,
+        "logdir": str(tmp_path),
+        "run_name": "r",
+        "progress": False,
+        "shuffle": False,
+        "checkpoint_every": 1,
+        "probe_every": None,
+        "check": False,
+    }
     partial = make_model()
     # A run of 8 steps stopped after 3: the same configuration, resumed.
     with pytest.raises(lstmcore.NonFiniteError):
@@ -287,7 +293,7 @@ class _loss_that_fails_at:
 
 
 def test_run_directories_are_never_overwritten(tmp_path):
-    options = dict(steps=2, logdir=str(tmp_path), run_name="same", progress=False)
+    options = {"steps": 2, "logdir": str(tmp_path), "run_name": "same", "progress": False}
     lstmcore.train(make_model(), make_data(), **options)
     with pytest.raises(ValueError, match="already exists; pass resume=True"):
         lstmcore.train(make_model(), make_data(), **options)
@@ -297,7 +303,7 @@ def test_run_directories_are_never_overwritten(tmp_path):
 
 
 def test_resume_with_a_different_configuration_names_the_field(tmp_path):
-    options = dict(steps=2, logdir=str(tmp_path), run_name="r", progress=False)
+    options = {"steps": 2, "logdir": str(tmp_path), "run_name": "r", "progress": False}
     lstmcore.train(make_model(), make_data(), **options)
     with pytest.raises(ValueError, match="batch_size: 32 in the run, 8 now"):
         lstmcore.train(make_model(), make_data(), batch_size=8, resume=True, **options)
