@@ -908,13 +908,9 @@ def read_scalars(run_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _history_from_run(run_dir: str) -> tuple[dict, dict, dict]:
     scalars = read_scalars(run_dir)
     history = {}
-    for key, tag in (
-        ("loss", "train/loss"),
-        ("learning_rate", "train/learning_rate"),
-        ("grad_norm_after_clip", "grad_norm/global_after_clip"),
-        ("grad_norm_before_clip", "grad_norm/global_before_clip"),
-        ("skipped", "train/skipped_nonfinite"),
-    ):
+    from lstmcore import schema  # the per-step tags, defined once
+
+    for key, tag in schema.per_step_tags():
         if tag in scalars:
             history["step"], history[key] = scalars[tag]
     if "val/loss" in scalars:
