@@ -371,6 +371,226 @@ def raw_targets():
     )
 
 
+# --------------------------------------------------------------------------------------------
+# The user's own setup (issue 23): head, cell activation, training length, loss, classes,
+# window, reconstruction, per-step targets
+# --------------------------------------------------------------------------------------------
+
+
+def _standardised(series, input_steps, **options):
+    train, val, report = _windows(series, input_steps=input_steps, **options)
+    return train, val, report
+
+
+def stacked(steps, features, outputs=1, *, units=32, activation="tanh", cell="LSTM", seed=0):
+    import keras
+
+    layer = getattr(keras.layers, cell)
+    return keras.Sequential(
+        [
+            keras.Input((steps, features)),
+            layer(
+                units,
+                activation=activation,
+                return_sequences=True,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 1),
+            ),
+            layer(
+                units,
+                activation=activation,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 2),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 3),
+            ),
+            keras.layers.Dense(
+                outputs, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 4)
+            ),
+        ]
+    )
+
+
+def relu_cells_elnino():
+    train, val, report = _standardised(_statsmodels("elnino"), 24)
+    return _run(stacked(24, 1, activation="relu"), train, val, report, steps=600, clip=None)
+
+
+def healthy_stacked_elnino():
+    train, val, report = _standardised(_statsmodels("elnino"), 24)
+    return _run(stacked(24, 1), train, val, report, steps=600, learning_rate=3e-3)
+
+
+def head(steps, features, outputs, activation, *, units=16, seed=0, return_sequences=False):
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input((steps, features)),
+            keras.layers.LSTM(
+                units,
+                return_sequences=return_sequences,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 1),
+            ),
+            keras.layers.Dense(
+                outputs,
+                activation=activation,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 2),
+            ),
+        ]
+    )
+
+
+def relu_head_elnino():
+    # Standardised targets (mean 0): a ReLU output clamps every negative target at 0.
+    train, val, report = _standardised(_statsmodels("elnino"), 24)
+    return _run(head(24, 1, 1, "relu"), train, val, report)
+
+
+def healthy_sigmoid_head_elnino():
+    # The same head family used right: targets scaled to [0, 1] under a sigmoid.
+    train, val, _report = _standardised(_statsmodels("elnino"), 24)
+    low, high = train[1].min(), train[1].max()
+
+    def scale(pair):
+        return pair[0], np.clip((pair[1] - low) / (high - low), 0, 1).astype(np.float32)
+
+    return _run(head(24, 1, 1, "sigmoid"), scale(train), scale(val), None)
+
+
+def short_run_sine():
+    train, val, report = _windows(sine(), input_steps=24)
+    return _run(lstm(24, 1), train, val, report, steps=40, learning_rate=1e-3)
+
+
+def slow_rate_sine():
+    # Adam 3e-5 for 600 steps: the weights move (the sum of the rates is 0.018), the loss
+    # falls all the way, and ten times the rate does much better over the same steps.
+    train, val, report = _windows(sine(), input_steps=24)
+    return _run(lstm(24, 1), train, val, report, steps=600, learning_rate=3e-5)
+
+
+def _classes(samples, steps, features, *, weights, signal, seed):
+    # Class c shifts feature c over the window's last third by `signal`.
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(len(weights), size=samples, p=np.asarray(weights) / np.sum(weights))
+    x = rng.normal(size=(samples, steps, features)).astype(np.float32)
+    for c in range(len(weights)):
+        x[labels == c, -steps // 3 :, c % features] += signal
+    return x, labels
+
+
+def one_column_crossentropy():
+    # A classic: categorical cross-entropy on one 0/1 column with Dense(1, softmax); the
+    # normalised prediction is always 1, the loss always 0, nothing is learnt.
+    x, labels = _classes(3000, 12, 2, weights=[1, 1], signal=1.0, seed=3)
+    y = labels[:, None].astype(np.float32)
+    return _run(
+        head(12, 2, 1, "softmax"),
+        (x[:2400], y[:2400]),
+        (x[2400:], y[2400:]),
+        steps=300,
+        loss="categorical_crossentropy",
+    )
+
+
+def healthy_binary_classifier():
+    x, labels = _classes(3000, 12, 2, weights=[1, 1], signal=1.0, seed=3)
+    y = labels[:, None].astype(np.float32)
+    return _run(
+        head(12, 2, 1, "sigmoid"),
+        (x[:2400], y[:2400]),
+        (x[2400:], y[2400:]),
+        steps=300,
+        loss="binary_crossentropy",
+    )
+
+
+def imbalanced_classes():
+    # Three classes at 90/5/5 with a weak signal: the majority class for everything.
+    x, labels = _classes(4000, 12, 3, weights=[90, 5, 5], signal=0.6, seed=4)
+    y = np.eye(3, dtype=np.float32)[labels]
+    return _run(
+        head(12, 3, 3, "softmax"),
+        (x[:3200], y[:3200]),
+        (x[3200:], y[3200:]),
+        steps=300,
+        learning_rate=3e-3,
+        loss="categorical_crossentropy",
+    )
+
+
+def healthy_balanced_classes():
+    x, labels = _classes(4000, 12, 3, weights=[1, 1, 1], signal=0.6, seed=4)
+    y = np.eye(3, dtype=np.float32)[labels]
+    return _run(
+        head(12, 3, 3, "softmax"),
+        (x[:3200], y[:3200]),
+        (x[3200:], y[3200:]),
+        steps=300,
+        learning_rate=3e-3,
+        loss="categorical_crossentropy",
+    )
+
+
+def seasonal_ar(rows=3000, lag=24, phi=0.9, seed=5):
+    # s_t = phi * s_{t-lag} + noise: the only dependence is one season back.
+    rng = np.random.default_rng(seed)
+    s = np.zeros(rows + lag)
+    noise = rng.normal(size=rows + lag)
+    for t in range(lag, rows + lag):
+        s[t] = phi * s[t - lag] + noise[t]
+    return s[lag:]
+
+
+def short_window_seasonal():
+    # The value one season (12 steps) back is the whole signal; 4-step windows never see it.
+    train, val, report = _windows(seasonal_ar(lag=12), input_steps=4)
+    return _run(lstm(4, 1), train, val, report, steps=1000)
+
+
+def healthy_long_window_seasonal():
+    train, val, report = _windows(seasonal_ar(lag=12), input_steps=16)
+    return _run(lstm(16, 1), train, val, report, steps=1000)
+
+
+def autoencoder_sine():
+    # The target is the input window, by design: no leak.
+    values = sine(1500).astype(np.float32)
+    values = (values - values.mean()) / values.std()
+    steps = 24
+    x = np.stack([values[s : s + steps] for s in range(len(values) - steps)])[..., None]
+    cut = int(0.8 * len(x))
+    return _run(seq2seq(steps), (x[:cut], x[:cut]), (x[cut + steps :], x[cut + steps :]))
+
+
+def healthy_seq2seq_channels():
+    # Per-step targets with three channels, [N, T, C]: the next value and two transforms.
+    values = sine(1200).astype(np.float32)
+    values = (values - values.mean()) / values.std()
+    steps = 24
+    starts = np.arange(len(values) - steps - 2)
+    x = np.stack([values[s : s + steps] for s in starts])[..., None]
+    nxt = np.stack([values[s + 1 : s + steps + 1] for s in starts])
+    after = np.stack([values[s + 2 : s + steps + 2] for s in starts])
+    y = np.stack([nxt, after, nxt**2], axis=-1)
+    cut = int(0.8 * len(x))
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((steps, 1)),
+            keras.layers.LSTM(
+                16,
+                return_sequences=True,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=0),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=1),
+            ),
+            keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotUniform(seed=2)),
+        ]
+    )
+    return _run(model, (x[:cut], y[:cut]), (x[cut + steps + 2 :], y[cut + steps + 2 :]))
+
+
 # (name, planted cause or None, source, builder, fast: in the CI subset)
 SCENARIOS = [
     ("healthy_sine", HEALTHY, "synthetic", healthy_sine, False),
@@ -420,6 +640,45 @@ SCENARIOS = [
     ("co2_level", "distribution_shift", "statsmodels co2", co2_level, False),
     ("slow_level", "worse_than_persistence", "synthetic", slow_level, False),
     ("raw_targets", "unnormalised_targets", "synthetic", raw_targets, False),
+    # Issue 23: the user's own setup; each planted case has a healthy control.
+    (
+        "relu_cells_elnino",
+        "unbounded_recurrent_activation",
+        "statsmodels elnino",
+        relu_cells_elnino,
+        False,
+    ),
+    ("healthy_stacked_elnino", HEALTHY, "statsmodels elnino", healthy_stacked_elnino, False),
+    (
+        "relu_head_elnino",
+        "output_cannot_reach_targets",
+        "statsmodels elnino",
+        relu_head_elnino,
+        False,
+    ),
+    (
+        "healthy_sigmoid_head_elnino",
+        HEALTHY,
+        "statsmodels elnino",
+        healthy_sigmoid_head_elnino,
+        False,
+    ),
+    ("short_run_sine", "stopped_too_early", "synthetic", short_run_sine, False),
+    ("slow_rate_sine", "learning_rate_too_low", "synthetic", slow_rate_sine, False),
+    ("one_column_crossentropy", "loss_mismatch", "synthetic", one_column_crossentropy, False),
+    ("healthy_binary_classifier", HEALTHY, "synthetic", healthy_binary_classifier, False),
+    ("imbalanced_classes", "class_imbalance", "synthetic", imbalanced_classes, False),
+    ("healthy_balanced_classes", HEALTHY, "synthetic", healthy_balanced_classes, False),
+    ("short_window_seasonal", "window_too_short", "synthetic", short_window_seasonal, False),
+    (
+        "healthy_long_window_seasonal",
+        HEALTHY,
+        "synthetic",
+        healthy_long_window_seasonal,
+        False,
+    ),
+    ("autoencoder_sine", HEALTHY, "synthetic", autoencoder_sine, False),
+    ("healthy_seq2seq_channels", HEALTHY, "synthetic", healthy_seq2seq_channels, False),
 ]
 
 

@@ -53,7 +53,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import _keras_compat, baselines, faults, monitor, runs, schedules, schema
+from lstmcore import _keras_compat, baselines, faults, monitor, runs, schema
 from lstmcore import writer as writer_lib
 from lstmcore.diagnosis import format_findings
 
@@ -426,7 +426,7 @@ def restore_and_halve_learning_rate(trainer) -> str:
     lr_scale.assign(min(float(lr_scale.numpy()), scale_before) * 0.5)
     if constant:
         optimizer.learning_rate = min(float(np.asarray(own_rate)), rate_before) * 0.5
-    elif own_rate is not None and not isinstance(own_rate, schedules.KerasSchedule):
+    elif own_rate is not None and getattr(own_rate, "scale", None) is not lr_scale:
         log.info("lstmcore: the optimizer has its own learning-rate schedule; not halved")
     return path
 
@@ -613,7 +613,7 @@ class RateControl:
         own = _keras_compat.optimizer_learning_rate(optimizer)
         if isinstance(own, (tf.Variable, keras.Variable)):
             optimizer.learning_rate = float(value)
-        elif isinstance(own, schedules.KerasSchedule):
+        elif getattr(own, "scale", None) is scale:
             current = self.learning_rate
             scale.assign(float(scale.numpy()) * float(value) / current if current else 1.0)
         else:

@@ -32,6 +32,7 @@ from lstmcore import baselines as baselines_lib
 from lstmcore import interventions as interventions_lib
 from lstmcore import probes as probes_lib
 from lstmcore import runs as runs_lib
+from lstmcore import setup_checks as setup_lib
 from lstmcore import writer as writer_lib
 
 # Thresholds (docs/diagnosis.md explains each).
@@ -85,6 +86,7 @@ CAUSES = (
     "worse_than_persistence",
     "no_signal",
     "signal_not_learned",
+    *setup_lib.KINDS.names(),
 )
 # Leaks: the held-out windows (or the model) see what they should not; no trial is scored.
 LEAKS = (
@@ -103,6 +105,7 @@ STRUCTURAL_CAUSES = (
     "too_little_data",
     "unnormalised_targets",
     "constant_feature",
+    *setup_lib.STRUCTURAL_CODES,
 )
 
 
@@ -625,9 +628,9 @@ def check_capacity(
     """
     fn = probes_lib.as_loss_fn(loss)
     x = np.asarray(inputs, np.float32)[:samples]
-    y = np.asarray(targets, np.float32)[:samples]
-    if y.ndim == 1:
-        y = y[:, None]
+    y = probes_lib.targets_like(
+        np.asarray(targets, np.float32)[:samples], model(x[:1], training=False).shape
+    )
     baseline = probes_lib.baseline_loss(y, fn)
     if baseline <= 0 or len(x) < 2:
         return []
@@ -763,7 +766,8 @@ def check_data(
     if found:
         return rank(found)
     found += check_scale(x, y, feature_names=feature_names)
-    if y is not None:
+    if y is not None and not setup_lib.is_reconstruction(x, y):
+        # A target equal to the input window is an autoencoder's, by design: not a leak.
         raw = np.asarray(targets)
         found += check_target_in_inputs(
             x,
@@ -785,6 +789,10 @@ def check_data(
         found += check_shared_rows(x, validation_inputs)
     if model is not None:
         check_model_on_data(model, x, y)
+        if y is not None:
+            found += _guard(
+                "output head and loss", setup_lib.check_before_training, model, x, y, loss
+            )
         parameters = int(sum(np.prod(v.shape) for v in model.trainable_variables))
         found += check_data_size(len(x), parameters)
         found = _add_saturation_evidence(found, model, x, y, loss)
@@ -1193,10 +1201,10 @@ def infer_target_features(inputs, targets, data_report=None) -> tuple[list[int] 
 
 
 def _persistence_loss(fn, vx, vy, features, horizon) -> float | None:
-    if not features or vy.shape[1] != horizon * len(features):
+    if not features or int(np.prod(vy.shape[1:])) != horizon * len(features):
         return None
     last = np.tile(vx[:, -1, features], (1, horizon)).astype(np.float32)
-    return float(probes_lib.mean_loss(fn, tf.constant(vy), tf.constant(last)))
+    return float(probes_lib.mean_loss(fn, tf.constant(vy), tf.constant(last.reshape(vy.shape))))
 
 
 def _trial_setting(params: dict, model) -> interventions_lib.Setting:
@@ -1380,16 +1388,23 @@ def check_fit(
     # First the cheap look (predictions only): a healthy run stops here.
     scored_x, scored_y = vx[:1024], vy[:1024]
     predictions = baselines_lib.model_predictions(model, scored_x)
+    # Losses see the targets in the model's own layout ([N, T * C] -> [N, T, C]); the
+    # statistics below keep them flat, one column per output value.
+    output_shape = predictions.shape
+
+    def shaped(values):
+        return probes_lib.targets_like(values, output_shape).astype(np.float32)
+
     model_loss_all = float(
-        probes_lib.mean_loss(fn, tf.constant(scored_y), tf.constant(predictions))
+        probes_lib.mean_loss(fn, tf.constant(shaped(scored_y)), tf.constant(predictions))
     )
-    mean_loss_all = probes_lib.baseline_loss(scored_y, fn, constant=ty.mean(axis=0))
+    mean_loss_all = probes_lib.baseline_loss(shaped(scored_y), fn, constant=shaped(ty).mean(axis=0))
     ratio = model_loss_all / mean_loss_all if mean_loss_all > 0 else math.inf
     target_std = float(scored_y.std())
     spread = float(predictions.std(axis=0).mean()) / target_std if target_std > 0 else math.nan
     steps = tx.shape[1]
     features, forecast_horizon = infer_target_features(tx, ty, data_report)
-    persistence = _persistence_loss(fn, scored_x, scored_y, features, forecast_horizon)
+    persistence = _persistence_loss(fn, scored_x, shaped(scored_y), features, forecast_horizon)
     persistence_ratio = (
         model_loss_all / persistence if persistence is not None and persistence > 0 else None
     )
@@ -1399,7 +1414,18 @@ def check_fit(
     units = [int(layer.cell.units) for layer in interventions_lib.recurrent_layers(model)]
     # A tiny LSTM that only half-fits is worth one trial with more units.
     undersized = bool(units) and min(units) < SMALL_UNITS and ratio >= UNDERSIZED_RATIO
-    if not (collapsed or no_better or loses_to_persistence or undersized):
+    try:
+        class_scores = setup_lib.classification_scores(
+            model, scored_x, shaped(scored_y), loss, train_targets=shaped(ty)
+        )
+    except Exception:  # noqa: BLE001 - no class reading: the regression checks still run
+        class_scores = None
+    class_collapsed = bool(class_scores and class_scores["collapsed"])
+    setup_found = [f for f in found if f.code in setup_lib.STRUCTURAL_CODES]
+    if (
+        not (collapsed or no_better or loses_to_persistence or undersized or class_collapsed)
+        and not setup_found
+    ):
         return list(found)
     values = probes_lib.make_probes(
         model, vx[: PROBE_SAMPLES * 4], vy[: PROBE_SAMPLES * 4], loss, train_targets=ty
@@ -1426,7 +1452,9 @@ def check_fit(
     )
     out = [f for f in found]
     codes = {f.code for f in found}
-    if collapsed:
+    if class_collapsed:
+        out.append(setup_lib.class_collapse_finding(class_scores, SYMPTOM_SCORE))
+    elif collapsed:
         out.append(
             Finding(
                 "collapsed_predictions",
@@ -1475,14 +1503,32 @@ def check_fit(
     shift = check_shift(ty, vy)
     if shift is not None:
         suspects["distribution_shift"] = shift.evidence
+    # The user's own setup (head, cell activation, training length, classes, window).
+    setup_suspects = [
+        setup_lib.Suspect(setup_lib.KINDS.get(f.code)(), f.evidence, {}, base=f)
+        for f in setup_found
+    ]
+    if no_better or collapsed or class_collapsed or loses_to_persistence:
+        setup_suspects += setup_lib.suspects_after_fit(
+            model,
+            loss,
+            (tx, shaped(ty)),
+            (vx, shaped(vy)),
+            history=history,
+            found_codes=codes,
+            class_scores=class_scores,
+            steps_per_window=steps,
+        )
     if loses_to_persistence:
         evidence = (
             f"held-out loss {_number(model_loss_all, '.4g')} = {_number(persistence_ratio, '.2f')} "
             f"x the loss of repeating the last value ({_number(persistence, '.4g')})."
         )
-        other_causes = [f for f in found if f.code in STRUCTURAL_CAUSES and f.score >= 0.5] or [
-            code for code in suspects if code != "worse_than_persistence"
-        ]
+        other_causes = (
+            [f for f in found if f.code in STRUCTURAL_CAUSES and f.score >= 0.5]
+            or [code for code in suspects if code != "worse_than_persistence"]
+            or setup_suspects
+        )
         if no_better or collapsed or other_causes:
             # A model that does not even beat the mean, or one with a cause of its own: losing
             # to persistence is then one more symptom, and the change target is not the fix.
@@ -1514,11 +1560,12 @@ def check_fit(
     if "distribution_shift" in tried and "worse_than_persistence" in tried:
         tried.remove("worse_than_persistence")  # one fix, one trial
     run_steps = int(np.asarray(history.get("loss", [])).size)
-    trial_steps = _trial_steps(budget, run_steps, len(tried)) if tried else 0
+    trial_count = len(tried) + len(setup_suspects)
+    trial_steps = _trial_steps(budget, run_steps, trial_count) if trial_count else 0
     failures: list[Finding] = []
     held_trial = (
         vx[: interventions_lib.TRIAL_HELD_OUT_WINDOWS],
-        vy[: interventions_lib.TRIAL_HELD_OUT_WINDOWS],
+        shaped(vy[: interventions_lib.TRIAL_HELD_OUT_WINDOWS]),
     )
     control_loss = float(
         probes_lib.mean_loss(
@@ -1527,12 +1574,13 @@ def check_fit(
             tf.constant(baselines_lib.model_predictions(model, held_trial[0])),
         )
     )
-    if tried and trial_steps > 0:
+    context_trial = None
+    if trial_count and trial_steps > 0:
         rng = np.random.default_rng(0)
         sample = np.sort(rng.permutation(len(tx))[: interventions_lib.TRIAL_TRAIN_WINDOWS])
         context_trial = interventions_lib.Context(
             model=model,
-            train=(tx[sample], ty[sample]),
+            train=(tx[sample], shaped(ty[sample])),
             held_out=held_trial,
             setting=_trial_setting(params, model),
             steps=trial_steps,
@@ -1547,6 +1595,14 @@ def check_fit(
                 failures.append(check_failed(f"trying the fix for {code} on a copy", error))
     if "distribution_shift" in trials and "worse_than_persistence" in suspects:
         trials["worse_than_persistence"] = trials["distribution_shift"]
+    setup_findings = []
+    for suspect in setup_suspects:
+        finding, error = _try_setup_fix(
+            suspect, context_trial, loss, control_loss, mean_loss, run_steps, trial_steps
+        )
+        if error is not None:
+            failures.append(error)
+        setup_findings.append(finding)
 
     confirmed_any = False
     replaced = {}
@@ -1595,6 +1651,9 @@ def check_fit(
                 continue  # a structural finding that was not tried stays as it is
             finding = _suspected(code, evidence, context)
         replaced[code] = finding
+    for finding in setup_findings:
+        confirmed_any = confirmed_any or bool(finding.confirmed)
+        replaced[finding.code] = finding
     # Structural findings whose fix was tried and did not help become suspected.
     out = [replaced.pop(f.code) if f.code in replaced else f for f in out]
     out += replaced.values()
@@ -1674,6 +1733,82 @@ def check_fit(
                 )
             )
     return out
+
+
+def _try_setup_fix(suspect, context, loss, control_loss, mean_loss, run_steps, steps):
+    """`(finding, failure)` for one setup suspect: its fix tried on a copy when there is a budget.
+
+    Confirmed findings score `CONFIRMED_SCORE`; a structural one whose fix did not help keeps
+    its score with the trial reported; a suspect that was not tried or did not help is
+    "suspected".
+    """
+    kind, base = suspect.kind, suspect.base
+    outcome, failure = None, None
+    if context is not None and steps > 0:
+        try:
+            outcome = setup_lib.try_fix(
+                suspect,
+                context,
+                loss,
+                control_loss=control_loss,
+                mean_loss=mean_loss,
+                run_steps=run_steps or None,
+                steps=steps,
+            )
+        except Exception as error:  # noqa: BLE001 - a fix that cannot be tried is said
+            failure = check_failed(f"trying the fix for {kind.code} on a copy", error)
+
+    def wording(code):
+        if code == kind.code:
+            return (
+                base.title if base else kind.title,
+                base.cause if base else kind.cause.format(**suspect.context),
+                base.fix if base else kind.fix.format(**suspect.context),
+            )
+        title, fix, cause = _CONFIRMED[code]
+        return title, cause, fix.format(rate_up=_number(context.setting.learning_rate * 10))
+
+    if outcome is not None and outcome.confirmed:
+        code = outcome.code or kind.code
+        title, cause, fix = wording(code)
+        return (
+            Finding(
+                code,
+                title + " (confirmed)",
+                cause,
+                f"{suspect.evidence} Confirmed: {outcome.text}.",
+                fix,
+                max(CONFIRMED_SCORE, base.score if base else 0.0),
+                confirmed=True,
+                strength=outcome.gain,
+            ),
+            failure,
+        )
+    tried = f" Not confirmed: {outcome.text}." if outcome is not None else ""
+    if base is not None:
+        return (
+            dataclasses.replace(
+                base,
+                evidence=base.evidence + tried,
+                confirmed=False if outcome is not None else None,
+                strength=outcome.gain if outcome is not None else base.strength,
+            ),
+            failure,
+        )
+    title, cause, fix = wording(kind.code)
+    return (
+        Finding(
+            kind.code,
+            title + " (suspected)",
+            cause,
+            suspect.evidence + tried,
+            fix,
+            SUSPECTED_SCORE,
+            confirmed=False if outcome is not None else None,
+            strength=outcome.gain if outcome is not None else 0.0,
+        ),
+        failure,
+    )
 
 
 def _history_dict(history) -> tuple[dict, dict]:

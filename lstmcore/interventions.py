@@ -99,6 +99,11 @@ def _rebuild_layer(layer, overrides: dict):
             ) from None
 
 
+def rebuild_layer(layer):
+    """A fresh copy of one layer from its configuration (live objects where it cannot)."""
+    return _rebuild_layer(layer, {"_lstms": ()})
+
+
 def copy_model(
     model,
     *,

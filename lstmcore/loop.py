@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from lstmcore.history import History
 from lstmcore.inputs import build_and_check as _build_and_check  # noqa: F401 - lstmcore.keras
-from lstmcore.trainer import OPTIMIZERS, Trainer  # noqa: F401
+from lstmcore.trainer import Trainer
 
 
 def train(

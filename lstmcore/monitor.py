@@ -109,14 +109,15 @@ class ProbeLogger:
     def __init__(self, model, batch, loss_fn, writer, last_input_values=None):
         inputs, targets, train_targets = batch
         self._model = model
-        self._probes = probes_lib.make_probes(
-            model,
-            inputs,
-            targets,
-            loss_fn,
-            train_targets=train_targets,
-            last_input_values=last_input_values,
-        )
+        with rng_untouched(model):  # make_probes calls the model once for its output shape
+            self._probes = probes_lib.make_probes(
+                model,
+                inputs,
+                targets,
+                loss_fn,
+                train_targets=train_targets,
+                last_input_values=last_input_values,
+            )
         self._writer = writer
         self.steps: list[int] = []
         self.values: dict[str, list] = {}

@@ -142,8 +142,62 @@ def as_loss_fn(loss, *, name: str = "loss_fn") -> Callable:
 
 
 def mean_loss(loss_fn, targets, predictions) -> tf.Tensor:
-    """The batch mean of `loss_fn(targets, predictions)`, as float32."""
+    """The batch mean of `loss_fn(targets, predictions)`, as float32.
+
+    Targets flattened to `[B, K]` (as the diagnosis keeps them) are given back the
+    predictions' per-sample shape when the sizes agree (`[B, T * C]` -> `[B, T, C]`), so that
+    a loss over the last axis (cross-entropy per step) sees the model's own layout.
+    """
+    targets = match_shape(targets, predictions)
     return tf.reduce_mean(tf.cast(loss_fn(targets, predictions), tf.float32))
+
+
+def match_shape(targets, predictions):
+    """`targets` reshaped to `predictions`' per-sample shape when both hold as many values.
+
+    Args:
+      targets: `[B, ...]` a tensor or array.
+      predictions: `[B, ...]` a tensor or array with a fully known per-sample shape.
+
+    Returns:
+      `targets` as it was when the per-sample shapes already agree, when their sizes differ
+      (sparse labels `[B]` against class scores `[B, C]`), or when a shape is unknown;
+      otherwise a `tf.Tensor` `[B, *predictions.shape[1:]]`.
+    """
+    t_shape = tuple(getattr(targets, "shape", np.shape(targets)))
+    p_shape = tuple(getattr(predictions, "shape", np.shape(predictions)))
+    if len(t_shape) < 1 or len(p_shape) < 1 or t_shape[1:] == p_shape[1:]:
+        return targets
+    tail = p_shape[1:]
+    if any(d is None for d in tail) or any(d is None for d in t_shape[1:]):
+        return targets
+    if int(np.prod(t_shape[1:], dtype=np.int64)) != int(np.prod(tail, dtype=np.int64)):
+        return targets
+    return tf.reshape(targets, [-1, *[int(d) for d in tail]])
+
+
+def targets_like(targets, output_shape) -> np.ndarray:
+    """NumPy `targets` `[N, ...]` in the model's per-sample output shape when the sizes agree.
+
+    Args:
+      targets: `[N, ...]` targets (e.g. flattened to `[N, K]`).
+      output_shape: the model's output shape `[B, ...]` (the batch entry is ignored).
+
+    Returns:
+      `[N, *output_shape[1:]]`, or the targets unchanged (with `[N]` as `[N, 1]`) when the
+      sizes differ (sparse labels) or the shape is not fully known.
+    """
+    y = np.asarray(targets)
+    if y.ndim == 1:
+        y = y[:, None]
+    tail = tuple(output_shape)[1:]
+    if (
+        not tail
+        or any(d is None for d in tail)
+        or int(np.prod(tail, dtype=np.int64)) != int(np.prod(y.shape[1:], dtype=np.int64))
+    ):
+        return y
+    return y.reshape((len(y), *[int(d) for d in tail]))
 
 
 def baseline_loss(targets, loss_fn="mse", *, constant=None) -> float:
@@ -188,10 +242,8 @@ def initial_loss_check(model, inputs, targets, loss_fn="mse") -> dict[str, float
     """
     fn = as_loss_fn(loss_fn)
     x = np.asarray(inputs, dtype=np.float32)
-    y = np.asarray(targets, dtype=np.float32)
-    if y.ndim == 1:
-        y = y[:, None]
     predictions = model(x, training=False)
+    y = targets_like(np.asarray(targets, dtype=np.float32), predictions.shape)
     loss = float(mean_loss(fn, tf.constant(y), predictions))
     expected = baseline_loss(y, fn)
     return {
@@ -342,6 +394,9 @@ def make_probes(
     """
     fn = as_loss_fn(loss_fn)
     x, y = _check_batch(inputs, targets)
+    # Targets in the model's own per-step layout ([B, T * C] -> [B, T, C]), so that the
+    # baselines and the loss see what training saw.
+    y = targets_like(y, model(x[:1], training=False).shape).astype(np.float32)
     if train_targets is not None:
         mean_target = (
             np.asarray(train_targets, np.float32).reshape((-1,) + y.shape[1:]).mean(axis=0)
@@ -353,6 +408,8 @@ def make_probes(
         persistence = np.asarray(last_input_values, np.float32)
         if persistence.ndim == 1:
             persistence = persistence[:, None]
+        if persistence.size == y.size:
+            persistence = persistence.reshape(y.shape)
         if persistence.shape != y.shape:
             raise ValueError(
                 f"last_input_values must be shaped like targets {y.shape}; got {persistence.shape}"

@@ -136,9 +136,9 @@ def make_train_step(
     optimizer: keras.optimizers.Optimizer,
     loss_fn,
     *,
-    clip: str | None,
-    clip_norm: float,
-    clip_groups: dict | None,
+    clip,
+    clip_norm: float = 1.0,
+    clip_groups: dict | None = None,
     strategy: tf.distribute.Strategy | None = None,
     skip_nonfinite: bool = True,
 ):
@@ -152,9 +152,10 @@ def make_train_step(
       model: a built Keras model.
       optimizer: a built Keras optimizer without its own ``clipnorm``/``clipvalue``.
       loss_fn: ``(targets, predictions) -> per-sample losses``.
-      clip: a method of :mod:`lstmcore.clipping` or None.
-      clip_norm: the default clipping threshold.
-      clip_groups: per-group thresholds, see :func:`lstmcore.clipping.clip_gradients`.
+      clip: a :class:`lstmcore.clipping.Clipper`, a registered clipping name, or None
+        (measure, never clip); see :func:`lstmcore.clipping.get`.
+      clip_norm: the threshold of a named clipper.
+      clip_groups: per-group thresholds of a named clipper.
       strategy: a ``tf.distribute`` strategy, or None for the default one.
       skip_nonfinite: hold back the update of a step whose loss or gradient norm is not finite.
         The conditional update waits for every gradient before any variable is touched; on
@@ -176,6 +177,7 @@ def make_train_step(
             )
     replicas = strategy.num_replicas_in_sync
     registered = [m for m in schema.step_metrics() if m.compute is not None]
+    clipper = clipping.get(clip, clip_norm, clip_groups)
 
     def replica_step(inputs, targets):
         context = tf.distribute.get_replica_context()
@@ -194,14 +196,7 @@ def make_train_step(
             for i, g in zip(present, reduced):
                 grads[i] = g
         squared, layer_norms = _squared_norms(grads, series, gate_counts)
-        clipped, stats = clipping.clip_gradients(
-            grads,
-            variables,
-            method=clip,
-            clip_norm=clip_norm,
-            groups=clip_groups,
-            squared_norms=squared,
-        )
+        clipped, stats = clipper(grads, variables, squared_norms=squared)
         finite = tf.math.is_finite(loss) & tf.math.is_finite(stats["grad_norm_before_clip"])
         fault = tf.where(tf.math.is_finite(loss), 0, FAULT_LOSS)
         fault += tf.where(tf.math.is_finite(stats["grad_norm_before_clip"]), 0, FAULT_GRADIENTS)

@@ -43,11 +43,6 @@ from lstmcore.step import make_eval_step, make_multi_step, make_train_step
 
 log = logging.getLogger("lstmcore")
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam", "fused_adam", "fused_adamw")
-# Keras's Adam and AdamW with a fused per-variable update (lstmcore.optimizers). Not the
-# default: on 2 CPU cores it gains nothing measurable inside a whole step (see
-# benchmarks/results/throughput_cpu2core.md); it is meant for large models.
-FUSED_OPTIMIZERS = {"fused_adam": optimizers.Adam, "fused_adamw": optimizers.AdamW}
 ON_NONFINITE = ("stop", "restore")
 
 
@@ -137,9 +132,10 @@ class Trainer:
                 "a logdir, or on_nonfinite='stop'"
             )
         seed = config.seed("seed", seed)
-        learning_rate = config.number("learning_rate", learning_rate, positive=True)
+        if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            learning_rate = config.number("learning_rate", learning_rate, positive=True)
         warmup_steps = config.integer("warmup_steps", warmup_steps, minimum=0, allow_none=True)
-        clipping.check_clip_options(clip, clip_norm, clip_groups)
+        self.clipper = clipping.get(clip, clip_norm, clip_groups)
         user_actions = _check_actions(actions)
         callbacks = _check_callbacks(callbacks)
         if logdir is not None:
@@ -187,7 +183,7 @@ class Trainer:
 
         # 3. The learning rate and the optimizer; the model built and checked against the data.
         schedule_config = {
-            "learning_rate": learning_rate,
+            "learning_rate": _described(learning_rate),
             "warmup_steps": warmup_steps,
             "warmup_fraction": warmup_fraction,
             "warmup": warmup,
@@ -198,18 +194,27 @@ class Trainer:
         self.lr_scale = tf.Variable(
             1.0, trainable=False, dtype=tf.float32, name="lstmcore_lr_scale"
         )
-        self.optimizer = _make_optimizer(
-            optimizer,
-            learning_rate,
-            schedule_config,
-            self.lr_scale,
-            self.strategy,
-            warmup_steps=warmup_steps,
-            warmup_fraction=warmup_fraction,
-            warmup=warmup,
-            decay=decay,
-            end_learning_rate=end_learning_rate,
-        )
+        if isinstance(optimizer, keras.optimizers.Optimizer):
+            if warmup_steps or warmup_fraction or decay != "constant":
+                raise ConfigError(
+                    "warmup/decay options need lstmcore to create the optimizer: pass optimizer "
+                    f"as a name {optimizers.OPTIMIZERS.names()}, or give your optimizer a "
+                    "learning-rate schedule yourself"
+                )
+            rate = None
+        else:
+            rate = schedules.for_training(
+                learning_rate,
+                total_steps=steps,
+                warmup_steps=warmup_steps,
+                warmup_fraction=warmup_fraction,
+                warmup=warmup,
+                decay=decay,
+                end_learning_rate=end_learning_rate,
+                scale=self.lr_scale,
+            )
+        with self.strategy.scope():
+            self.optimizer = optimizers.make(optimizer, rate)
         inputs.build_and_check(model, self.train_data, self.loss_fn, name="data")
         if self.val_data is not None:
             inputs.build_and_check(model, self.val_data, self.loss_fn, name="validation_data")
@@ -217,8 +222,7 @@ class Trainer:
             self.optimizer.build(model.trainable_variables)
         if not model.trainable_variables:
             raise ConfigError("model has no trainable variables; nothing to train")
-        if clip is not None and clip_groups:
-            _check_clip_groups_match(model.trainable_variables, clip_groups)
+        self.clipper.check(model.trainable_variables)
         self.config = {
             "model": _model_signature(model),
             "loss": loss
@@ -228,7 +232,7 @@ class Trainer:
             "batch_size": batch_size,
             "shuffle": shuffle,
             "seed": seed,
-            "clip": clip,
+            "clip": clip if clip is None or isinstance(clip, str) else self.clipper.get_config(),
             "clip_norm": clip_norm,
             "clip_groups": clip_groups,
             "input_shape": list(self.train_data.input_shape),
@@ -256,9 +260,9 @@ class Trainer:
             model,
             self.optimizer,
             self.loss_fn,
-            clip=clip,
+            clip=self.clipper,
             clip_norm=clip_norm,
-            clip_groups=clip_groups,
+            clip_groups=None,
             strategy=self.strategy,
             skip_nonfinite=skip_nonfinite,
         )
@@ -466,44 +470,11 @@ class Trainer:
             log.propagate = previous[1]
 
 
-def _make_optimizer(optimizer, learning_rate, schedule_config, lr_scale, strategy, **schedule):
-    """The optimizer: a name from OPTIMIZERS with lstmcore's schedule, or the user's own."""
-    own = isinstance(optimizer, keras.optimizers.Optimizer)
-    scheduled = (
-        schedule["warmup_steps"] or schedule["warmup_fraction"] or schedule["decay"] != "constant"
-    )
-    if own:
-        if scheduled:
-            raise ConfigError(
-                "warmup/decay options need lstmcore to create the optimizer: pass optimizer as "
-                f"a name {OPTIMIZERS}, or give your optimizer a learning-rate schedule yourself"
-            )
-        for option in ("clipnorm", "clipvalue", "global_clipnorm"):
-            if getattr(optimizer, option, None) is not None:
-                raise ConfigError(
-                    f"optimizer has {option}={getattr(optimizer, option)}; use train(clip=..., "
-                    "clip_norm=...) instead (Keras clips before cross-replica aggregation and "
-                    "does not report the norm)"
-                )
-        return optimizer
-    name = config.choice("optimizer", optimizer, OPTIMIZERS)
-    if scheduled:
-        base = schedules.warmup_schedule(
-            learning_rate,
-            total_steps=schedule_config["total_steps"],
-            warmup_steps=schedule["warmup_steps"],
-            warmup_fraction=schedule["warmup_fraction"],
-            warmup=schedule["warmup"],
-            decay=schedule["decay"],
-            end_value=schedule["end_learning_rate"],
-        )
-    else:
-        base = schedules.constant(float(learning_rate))
-    rate = schedules.as_keras_schedule(lambda s: base(s) * lr_scale, schedule_config)
-    with strategy.scope():
-        if name in FUSED_OPTIMIZERS:
-            return FUSED_OPTIMIZERS[name](learning_rate=rate)
-        return keras.optimizers.get({"class_name": name, "config": {"learning_rate": rate}})
+def _described(learning_rate):
+    """A learning rate as the run's configuration records it (JSON)."""
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return keras.optimizers.schedules.serialize(learning_rate)
+    return learning_rate
 
 
 def _model_signature(model) -> dict:
@@ -512,17 +483,6 @@ def _model_signature(model) -> dict:
         "layers": [type(layer).__name__ for layer in model.layers],
         "weight_shapes": [list(v.shape) for v in model.weights],
     }
-
-
-def _check_clip_groups_match(variables, clip_groups: dict) -> None:
-    matched = {pattern for pattern, _, _ in clipping.group_variables(variables, clip_groups)}
-    empty = [pattern for pattern in clip_groups if pattern not in matched]
-    if empty:
-        paths = ", ".join(getattr(v, "path", v.name) for v in variables)
-        raise ConfigError(
-            f"clip_groups pattern(s) {empty} match no trainable variable (or only ones an "
-            f"earlier pattern took); patterns are searched in the variable paths: {paths}"
-        )
 
 
 def _check_actions(actions) -> list:
