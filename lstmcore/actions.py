@@ -53,7 +53,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstmcore import _keras_compat, baselines, faults, monitor, runs, schema
+from lstmcore import (
+    _keras_compat,
+    baselines,
+    distributed,
+    faults,
+    monitor,
+    runs,
+    schema,
+)
 from lstmcore import writer as writer_lib
 from lstmcore.diagnosis import format_findings
 
@@ -107,20 +115,41 @@ class Checkpointing(Action):
         self.saved_at: int | None = None
 
     def on_start(self, trainer):
+        objects = {
+            "model": trainer.model,
+            "optimizer": trainer.optimizer,
+            "lr_scale": trainer.lr_scale,
+            "seeds": monitor.seed_states(trainer.model),
+        }
+        on_restore = None
+        if distributed.checkpointable(trainer.iterator):
+            objects["iterator"] = trainer.iterator
+        else:
+
+            def on_restore():
+                # A tf.distribute iterator is not saved: one batch per step sets its position.
+                trainer.iterator = distributed.iterator_at(
+                    trainer.strategy,
+                    trainer.train_data.dataset,
+                    int(trainer.optimizer.iterations.numpy()),
+                )
+
+        directory = os.path.join(trainer.run_dir, "checkpoints")
         trainer.checkpoints = runs.Checkpoints(
-            os.path.join(trainer.run_dir, "checkpoints"),
+            directory,
             self.keep,
-            model=trainer.model,
-            optimizer=trainer.optimizer,
-            iterator=trainer.iterator,
-            lr_scale=trainer.lr_scale,
-            seeds=monitor.seed_states(trainer.model),
+            write_directory=distributed.checkpoint_directory(directory, trainer.context),
+            on_restore=on_restore,
+            **objects,
         )
         if trainer.resuming:
             restored = trainer.checkpoints.resume()
             trainer.step = int(trainer.optimizer.iterations.numpy())
             log.info(f"lstmcore: resumed {restored} at step {trainer.step}")
-        trainer.checkpoints.remove_stale_temporaries()
+        if trainer.context.is_chief:
+            trainer.checkpoints.remove_stale_temporaries()
+        else:  # left by a worker killed during a save
+            distributed.remove_worker_checkpoints(directory, trainer.context)
 
     def next_step(self, trainer, step):
         return periodic(step, self.every, trainer.total_steps)
@@ -135,7 +164,16 @@ class Checkpointing(Action):
     def save(self, trainer, step: int) -> None:
         """Writes the checkpoint of ``step``, unless a weight is not finite (then raises)."""
         faults.save_if_finite(trainer.checkpoints, step, trainer.model, trainer.optimizer)
+        if trainer.context.multi_worker:
+            # TensorFlow's multi-worker rule: every worker saves (a collective), only the
+            # chief's checkpoint is kept; then all wait until it is complete on disk.
+            distributed.remove_worker_checkpoints(trainer.checkpoints.directory, trainer.context)
+            distributed.barrier(trainer.strategy)
         self.saved_at = step
+
+    def close(self, trainer):
+        if trainer.checkpoints is not None:
+            distributed.remove_worker_checkpoints(trainer.checkpoints.directory, trainer.context)
 
 
 class TensorBoard(Action):
@@ -436,10 +474,12 @@ class StopOnSignal(Action):
 
     def on_start(self, trainer):
         def handler(signum, frame):
-            trainer.request_stop(
-                f"stopped by signal {signum} at step {{step}}; resume with resume=True",
-                urgent=True,
-            )
+            reason = f"stopped by signal {signum} at step {{step}}; resume with resume=True"
+            if trainer.context.multi_worker:
+                # Every worker must stop (and save) at the same step: the loop agrees on it.
+                trainer.signal_reason = reason
+            else:
+                trainer.request_stop(reason, urgent=True)
 
         self._previous = runs.install_sigterm(handler)
 

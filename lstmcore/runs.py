@@ -223,13 +223,32 @@ class Checkpoints:
     Args:
       directory: where checkpoints go.
       max_to_keep: how many to keep.
+      write_directory: where saves go when not ``directory``: a non-chief worker of a
+        multi-worker job saves to its own temporary directory
+        (:func:`lstmcore.distributed.checkpoint_directory`) and restores from ``directory``.
+      on_restore: called after every restore (what the checkpoint cannot hold, such as the
+        position of a ``tf.distribute`` data iterator, is set again there).
       **objects: the trackable objects (model, optimizer, data iterator, ...).
     """
 
-    def __init__(self, directory: str, max_to_keep: int = 3, **objects):
+    def __init__(
+        self,
+        directory: str,
+        max_to_keep: int = 3,
+        *,
+        write_directory: str | None = None,
+        on_restore=None,
+        **objects,
+    ):
         self.directory = directory
+        self.on_restore = on_restore
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep)
+        self.write_manager = (
+            self.manager
+            if write_directory in (None, directory)
+            else tf.train.CheckpointManager(self.checkpoint, write_directory, 1)
+        )
 
     def remove_stale_temporaries(self) -> list[str]:
         """Removes what a save killed half-way left behind (TensorFlow's ``*_temp`` folders).
@@ -251,10 +270,12 @@ class Checkpoints:
 
     @property
     def latest(self) -> str | None:
+        if self.write_manager is not self.manager:  # the chief's, as it is on disk now
+            return tf.train.latest_checkpoint(self.directory)
         return self.manager.latest_checkpoint
 
     def save(self, step: int) -> str:
-        return self.manager.save(checkpoint_number=int(step))
+        return self.write_manager.save(checkpoint_number=int(step))
 
     def named(self) -> list[str]:
         """The checkpoints the pointer file names, newest first.
@@ -319,6 +340,8 @@ class Checkpoints:
             try:
                 status = self.checkpoint.restore(path)
                 status.assert_existing_objects_matched()
+                if self.on_restore is not None:
+                    self.on_restore()
                 if errors:
                     log.warning(
                         f"lstmcore: could not read checkpoint {errors[0][0]} ({errors[0][1]}); "

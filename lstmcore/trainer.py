@@ -238,12 +238,17 @@ class Trainer:
             "input_shape": list(self.train_data.input_shape),
             "num_samples": self.train_data.num_samples,
             "replicas": replicas,
+            "global_batch_size": batch_size * replicas,
+            "workers": self.context.num_workers,
             "data_report": None if data_report is None else runs.config_hash(data_report),
             **schedule_config,
         }
         self.logdir, self.run_dir, self.resuming = logdir, None, False
         if logdir is not None:
-            self.run_dir, self.resuming = runs.choose_run_dir(logdir, run_name, self.config, resume)
+            self.run_dir, self.resuming = distributed.agree_on_run_dir(
+                self.strategy,
+                lambda: runs.choose_run_dir(logdir, run_name, self.config, resume),
+            )
         self.data_report = data_report
         self.train_arrays = monitor.as_arrays(data)
         self.validation_arrays = (
@@ -272,7 +277,7 @@ class Trainer:
         self.eval_step = make_eval_step(model, self.loss_fn, self.strategy)
         dataset = self.train_data.dataset
         if replicas > 1:
-            dataset = self.strategy.experimental_distribute_dataset(dataset)
+            dataset = distributed.distribute_dataset(self.strategy, dataset)
         self.iterator = iter(dataset)
         self.kernels = [k.to_dict() for k in cudnn_report(model)]
         self.validation = (
@@ -305,6 +310,7 @@ class Trainer:
         self.writer = self.checkpoints = self.history = None
         self.steps_per_second = 0.0
         self.stop_reason, self.urgent_stop = None, False
+        self.signal_reason = None  # a signal received by this worker of a multi-worker job
 
     @runs.releases_run_locks
     def fit(self) -> History:
@@ -332,7 +338,8 @@ class Trainer:
                     log.info(
                         f"lstmcore: logging to {self.run_dir}  (tensorboard --logdir {self.logdir})"
                     )
-                self._loop()
+                with distributed.peer_failures(self.context, lambda: self.step):
+                    self._loop()
                 stopped = self.stop_reason if self.step < self.total_steps else None
                 self.history = self.builder.build(
                     run_dir=self.run_dir,
@@ -384,6 +391,18 @@ class Trainer:
                 self._pending.append(self.train_steps(self.iterator, tf.constant(count, tf.int32)))
         self.step += count
         self._pending_steps += count
+        if (
+            self.context.multi_worker
+            and distributed.stop_check_due(self.step - count, self.step)
+            and distributed.agree_to_stop(self.strategy, self.signal_reason is not None)
+        ):
+            # A signal reached some worker: all stop at this step, where each saves and returns.
+            self.request_stop(
+                self.signal_reason
+                or "stopped at step {step}: another worker received a signal; resume with "
+                "resume=True",
+                urgent=True,
+            )
 
     def flush(self) -> None:
         """Fetches the buffered per-step values in one go and hands them to the actions."""
@@ -437,8 +456,10 @@ class Trainer:
         """Creates or reopens the run directory, takes its lock, writes manifest and data report."""
         if self.run_dir is None:
             return
-        if self.train_data.from_dataset:
+        if self.train_data.from_dataset and distributed.checkpointable(self.iterator):
             runs.check_iterator_checkpointable(self.iterator, name="data")
+        if not self.context.is_chief:
+            return  # the chief owns the run directory; the others save temporary checkpoints
         took_over = runs.open_run_dir(self.logdir, self.run_dir, resuming=self.resuming)
         if took_over:
             log.info(f"lstmcore: {self.run_dir}: {took_over}")
