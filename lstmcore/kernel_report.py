@@ -30,35 +30,6 @@ class LayerKernel:
         return asdict(self)
 
 
-def _is(function, *candidates) -> bool:
-    return any(function is c for c in candidates)
-
-
-def _keras_reasons(layer) -> list[str]:
-    cell = layer.cell
-    reasons = []
-    if layer.use_cudnn is False:
-        reasons.append("use_cudnn=False")
-    if getattr(cell, "recurrent_dropout", 0):
-        reasons.append(f"recurrent_dropout={cell.recurrent_dropout} (cuDNN has none)")
-    if not _is(cell.activation, keras.activations.tanh, tf.tanh, keras.ops.tanh):
-        reasons.append(
-            f"activation={getattr(cell.activation, '__name__', cell.activation)} (needs tanh)"
-        )
-    if not _is(cell.recurrent_activation, keras.activations.sigmoid, tf.sigmoid, keras.ops.sigmoid):
-        reasons.append(
-            "recurrent_activation="
-            f"{getattr(cell.recurrent_activation, '__name__', cell.recurrent_activation)} (needs sigmoid)"
-        )
-    if layer.unroll:
-        reasons.append("unroll=True")
-    if not cell.use_bias:
-        reasons.append("use_bias=False")
-    if isinstance(layer, keras.layers.GRU) and not cell.reset_after:
-        reasons.append("reset_after=False")
-    return reasons
-
-
 def cudnn_report(model) -> list[LayerKernel]:
     """Returns one :class:`LayerKernel` per recurrent layer of ``model``.
 
@@ -76,7 +47,7 @@ def cudnn_report(model) -> list[LayerKernel]:
             uses = "cudnn" in str(getattr(layer, "kernel_name", "")).lower()
             reports.append(LayerKernel(layer.name, type(layer).__name__, uses, text))
         elif isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
-            reasons = _keras_reasons(layer)
+            reasons = _keras_compat.keras_cudnn_blockers(layer)
             if not gpu:
                 reasons.append("no GPU is visible to TensorFlow")
             uses = not reasons

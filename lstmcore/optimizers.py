@@ -20,6 +20,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from lstmcore import _keras_compat
 from lstmcore.config import Registry
 from lstmcore.errors import ConfigError
 
@@ -54,8 +55,7 @@ class _FusedAdamUpdate:
             / (1 - tf.pow(beta_1, step))
         )
         epsilon = tf.cast(self.epsilon, dtype)
-        index = self._get_variable_index(variable)
-        m, v = self._momentums[index], self._velocities[index]
+        m, v = _keras_compat.adam_slots(self, variable)
         # The new values come from one fused kernel and Keras assigns them (on every device
         # under a distribution strategy). The kernel takes values, not variables: a compiled
         # function traced with variable arguments keeps references to them across models.
