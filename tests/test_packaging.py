@@ -84,13 +84,13 @@ def test_a_users_benchmarks_folder_does_not_shadow_lstmcores(installed):
         "def main(argv):\n    print('the user benchmark ran')\n"
     )
     result = run(
-        [sys.executable, "-m", "lstmcore", "bench", "windowing", "--smoke"],
+        [sys.executable, "-m", "lstmcore", "bench", "windowing", "--help"],
         cwd=str(work),
         env={**os.environ, "PYTHONPATH": str(target)},
     )
     assert result.returncode == 0, result.stderr
     assert "the user benchmark ran" not in result.stdout
-    assert "rows" in result.stdout
+    assert "--smoke" in result.stdout  # lstmcore's windowing benchmark's own help
 
 
 def test_lstmcore_never_imports_its_benchmarks():
