@@ -11,8 +11,15 @@ batches) and global-norm clipping; checkpoints and validation are off, as they a
 
     python -m benchmarks.overhead            # the two shapes of the issue
     python -m benchmarks.overhead --smoke    # a tiny shape, for tests
+    python -m benchmarks.overhead --against /tmp/old   # this lstmcore against another checkout
 
 Prints one line per shape with the ratio (goal: at most 1.03).
+
+``--against ROOT`` compares two versions of lstmcore side by side instead: each repeat runs
+``lstmcore.train`` (all logging on, as above) once with this checkout's lstmcore and once with
+the one in ``ROOT`` (e.g. ``git worktree add /tmp/old <commit>``), each in a fresh Python
+process that imports lstmcore from its root (checked), alternating, and reports the median
+of the paired per-step time ratios (this / other) with their range.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -33,6 +42,8 @@ PROBLEMS = {
     "issue": [(64, 100, 32, 256), (128, 100, 512, 512)],
     "smoke": [(8, 5, 3, 4)],
     "first": [(64, 100, 32, 256)],
+    # A small step, where the host loop's own cost weighs most, and the issue's first shape.
+    "loop": [(32, 50, 8, 64), (64, 100, 32, 256)],
 }
 
 
@@ -160,6 +171,60 @@ def measure(shape, *, warmup: int, timed: int, repeats: int, logdir: str) -> dic
     }
 
 
+_WORKER = """
+import importlib.util, json, os, sys, tempfile
+root, bench, shape, warmup, timed = sys.argv[1:6]
+sys.path.insert(0, root)
+import lstmcore
+assert os.path.dirname(os.path.dirname(os.path.abspath(lstmcore.__file__))) == os.path.abspath(root)
+spec = importlib.util.spec_from_file_location("overhead_bench", bench)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+with tempfile.TemporaryDirectory() as logdir:
+    seconds = module._lstmcore_step_seconds(
+        tuple(json.loads(shape)), int(warmup), int(timed), logdir
+    )
+print(json.dumps(seconds))
+"""
+
+
+def _step_seconds_in(root: str, shape, warmup: int, timed: int) -> float:
+    """Per-step seconds of lstmcore.train (all logging) with the lstmcore found in ``root``."""
+    result = subprocess.run(
+        [sys.executable, "-c", _WORKER, root, __file__, json.dumps(shape), str(warmup), str(timed)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    return float(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def compare(shape, other_root: str, *, warmup: int, timed: int, repeats: int) -> dict:
+    """This checkout's lstmcore against ``other_root``'s, alternating, paired per repeat."""
+    this_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    this, other = [], []
+    for _ in range(repeats):
+        other.append(_step_seconds_in(other_root, shape, warmup, timed))
+        this.append(_step_seconds_in(this_root, shape, warmup, timed))
+    ratios = sorted(t / o for t, o in zip(this, other))
+    return {
+        "batch": shape[0],
+        "time_steps": shape[1],
+        "input_features": shape[2],
+        "hidden_units": shape[3],
+        "this_step_ms": [round(t * 1e3, 3) for t in this],
+        "other_step_ms": [round(o * 1e3, 3) for o in other],
+        "ratio_this_over_other": round(statistics.median(ratios), 4),
+        "ratio_min": round(ratios[0], 4),
+        "ratio_max": round(ratios[-1], 4),
+        "repeats": repeats,
+        "steps_timed": timed,
+        "this_root": this_root,
+        "other_root": os.path.abspath(other_root),
+    }
+
+
 def environment() -> dict:
     import keras
     import tensorflow as tf
@@ -186,6 +251,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--preset", choices=sorted(PROBLEMS), default="issue")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--json", default=None, help="append the results as JSON lines here")
+    parser.add_argument(
+        "--against", default=None, help="another lstmcore checkout's root to compare with"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     problems = PROBLEMS["smoke" if args.smoke else args.preset]
@@ -193,8 +261,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     repeats = args.repeats or (1 if args.smoke else 3)
     env = environment()
     results = []
-    with tempfile.TemporaryDirectory() as logdir:
+    if args.against:
         for shape in problems:
+            result = {
+                **compare(shape, args.against, warmup=warmup, timed=timed, repeats=repeats),
+                **env,
+            }
+            results.append(result)
+            print(
+                f"B={shape[0]} T={shape[1]} I={shape[2]} H={shape[3]} ({env['device']}, "
+                f"{repeats} paired runs): lstmcore.train per step, this checkout "
+                f"{statistics.median(result['this_step_ms']):.2f} ms, {args.against} "
+                f"{statistics.median(result['other_step_ms']):.2f} ms; ratio "
+                f"{result['ratio_this_over_other']:.3f} ({result['ratio_min']:.3f} to "
+                f"{result['ratio_max']:.3f})",
+                flush=True,
+            )
+    with tempfile.TemporaryDirectory() as logdir:
+        for shape in [] if args.against else problems:
             result = {
                 **measure(shape, warmup=warmup, timed=timed, repeats=repeats, logdir=logdir),
                 **env,
