@@ -526,10 +526,15 @@ def worker_lost(error: BaseException, worker: WorkerContext, step: int) -> Worke
     if not worker.multi_worker or type(error).__name__ not in PEER_ERRORS:
         return None
     text = str(error)
-    peer = re.search(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)", text)
-    who = f"{peer.group(1)} {peer.group(2)}" if peer else "a worker"
+    # The first task named that is not this one (the text also names this task's own device).
+    peers = [
+        (kind, int(number))
+        for kind, number in re.findall(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)", text)
+        if (kind, int(number)) != (worker.task_type, worker.task_id)
+    ]
+    who = f"{peers[0][0]} {peers[0][1]}" if peers else "a worker"
     if "heartbeat" in text or "unhealthy" in text:
-        how = "stopped answering (no heartbeat within peer_timeout)"
+        how = "stopped sending heartbeats (it died, hung or was cut off; peer_timeout bounds the wait)"
     else:
         how = "died or closed its connection"
     return WorkerLostError(
