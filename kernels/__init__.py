@@ -12,7 +12,7 @@ masked step repeats the previous output, zero before the first real step).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ._common import describe_bad_cudnn_mask, validate_cudnn_mask
 from .cpu import cpu_lstm

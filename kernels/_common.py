@@ -154,6 +154,23 @@ def last_output(h_last, mask):
     return h_last * tf.cast(tf.reduce_any(mask, axis=1), h_last.dtype)[:, None]
 
 
+def finish(h_seq, h_last, c_last, mask, return_sequences: bool):
+    """Every kernel's return value: Keras's outputs, and the final carried states.
+
+    Args:
+      h_seq: `[B, T, H]` hidden state carried at every step (unchanged on masked steps).
+      h_last, c_last: `[B, H]` final carried states.
+      mask: `[B, T]` bool mask, or None.
+      return_sequences: True for `[B, T, H]` outputs, False for the last output `[B, H]`.
+
+    Returns:
+      `(outputs, (h_last, c_last))`, outputs by `mask_outputs` or `last_output`.
+    """
+    if return_sequences:
+        return mask_outputs(h_seq, mask), (h_last, c_last)
+    return last_output(h_last, mask), (h_last, c_last)
+
+
 CUDNN_MASK_MESSAGE = (
     "mask must be right-padded with at least one real step per row for the cudnn kernel "
     "(each row True...True then False...False, e.g. [[True, True, False]]); got {what}. "

@@ -244,6 +244,5 @@ def cpu_lstm(
     h_seq, h_last, c_last = _lstm_with_gradient(
         x_flat, kernel, bias, recurrent_kernel, h0, c0, mask_float
     )
-    if return_sequences:
-        return _common.mask_outputs(tf.transpose(h_seq, [1, 0, 2]), mask), (h_last, c_last)
-    return _common.last_output(h_last, mask), (h_last, c_last)
+    h_seq = tf.transpose(h_seq, [1, 0, 2]) if return_sequences else None
+    return _common.finish(h_seq, h_last, c_last, mask, return_sequences)

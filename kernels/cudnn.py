@@ -122,7 +122,9 @@ def cudnn_lstm(
     h = tf.squeeze(h, axis=1)
     c = tf.squeeze(c, axis=1)
     if not return_sequences:
+        # Every row has a real step (checked above): the last output is the final state.
         return h, (h, c)
     if mask is not None:
+        # cuDNN writes zeros after a row's length; the carried state there is the last one.
         outputs = tf.where(mask[:, :, None], outputs, h[:, None, :])
-    return outputs, (h, c)
+    return _common.finish(outputs, h, c, None, return_sequences)

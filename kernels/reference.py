@@ -148,10 +148,9 @@ def reference_lstm(
         initializer=(h0, c0, zeros, zeros, zeros, zeros),
     )
     h_seq, c_seq, i, f, g, o = [time_major(x) for x in (h_seq, c_seq, i, f, g, o)]
-    outputs = _common.mask_outputs(h_seq, mask)
-    if not return_sequences:
-        outputs = outputs[:, -1]
-    h_last, c_last = h_seq[:, -1], c_seq[:, -1]
+    outputs, (h_last, c_last) = _common.finish(
+        h_seq, h_seq[:, -1], c_seq[:, -1], mask, return_sequences
+    )
     if not return_internals:
         return outputs, (h_last, c_last)
     internals = LSTMInternals(

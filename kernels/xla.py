@@ -98,6 +98,4 @@ def xla_lstm(
         inputs, kernel, recurrent_kernel, bias, initial_state, mask, sequence_lengths
     )
     h_seq, h_last, c_last = _xla_unroll(inputs, kernel, recurrent_kernel, bias, h0, c0, mask)
-    if return_sequences:
-        return _common.mask_outputs(h_seq, mask), (h_last, c_last)
-    return _common.last_output(h_last, mask), (h_last, c_last)
+    return _common.finish(h_seq, h_last, c_last, mask, return_sequences)
