@@ -2,6 +2,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 
 import multiworker_launcher as launcher
@@ -258,3 +259,33 @@ def test_sigterm_stops_all_workers_at_one_step_a_killed_worker_stops_the_others_
         np.testing.assert_allclose(mine, theirs, atol=1e-5)
     assert third.results()["worker-1"]["weights"] == final["weights"]
     assert not any("workertemp" in path for path in _run_files(str(logdir)))
+
+
+@pytest.mark.slow
+def test_lstmcore_train_under_tf_config_trains_on_two_workers_and_the_chief_writes_the_run(
+    tmp_path,
+):
+    rows = np.arange(400)
+    series = np.sin(rows * 2 * np.pi / 24) + 0.01 * rows
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "cli" / "series.csv").write_text(
+        "t,y\n" + "".join(f"{t},{v:.5f}\n" for t, v in zip(rows, series))
+    )
+    command = [sys.executable, "-m", "lstmcore", "train", "--csv", "series.csv", "--target", "y"]
+    command += ["--steps", "20", "--batch-size", "8", "--units", "8", "--window", "24"]
+    command += ["--logdir", "logs", "--run-name", "run", "--peer-timeout", "30"]
+    with launcher.Job({}, str(tmp_path / "cli")) as job:
+        job.start(2, command=command)
+        assert job.wait(JOB_TIMEOUT) == [0, 0], job.logs()
+    chief, other = (worker.output() for worker in job.workers)
+    assert "TF_CONFIG names 2 workers: training with MultiWorkerMirroredStrategy" in chief
+    assert "model saved to" in chief
+    # The other worker trains in silence: no progress bar, no messages, no results.
+    assert "lstmcore" not in other and "loss" not in other
+    run = tmp_path / "cli" / "logs" / "run"
+    assert os.listdir(tmp_path / "cli" / "logs") == ["run"]
+    files = _run_files(str(run))
+    assert files.count("model.keras") == 1 and files.count("lstmcore_run.json") == 1
+    assert not any("workertemp" in path for path in files)
+    manifest = json.loads((run / "lstmcore_run.json").read_text())["config"]
+    assert (manifest["workers"], manifest["global_batch_size"]) == (2, 16)
