@@ -8,8 +8,9 @@ Each variant is warmed up (tracing and compiling excluded), then the TensorFlow 
 turns step by step so that drifting machine load hits all of them alike; the median step time
 is reported with ratios to PyTorch and to Keras measured in the same run. PyTorch runs in a
 child process, one problem at a time between the TensorFlow ones: in one process the two
-libraries' idle worker threads spin against each other (measured: PyTorch 8x slower at
-(32, 25, 512, 512) when interleaved with TensorFlow).
+libraries' idle worker threads spin against each other and PyTorch slows down several times
+(run 1 in ``benchmarks/results/cpu_kernel_cpu2core.md``). Measured figures, with the machine
+and the command, are in ``benchmarks/results/``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ Adam (1e-3). The implementations (:data:`IMPLEMENTATIONS`, a table of builders):
   ``steps_per_execution=8``; for the bare step, a ``tf.range`` loop as Keras's
   ``steps_per_execution``); times are per optimizer step,
 - ``*+fused_adam``: with ``lstmcore.optimizers.Adam`` (what ``lstmcore.train`` uses for
-  ``optimizer="adam"``) instead of Keras's Adam, which every other row uses,
+  ``optimizer="fused_adam"``; ``"adam"``, the default, is Keras's) instead of Keras's Adam,
+  which every other row uses,
 - the layers: ``lstmcore.LSTM`` with ``kernel="auto"`` (cuDNN with a GPU, the CPU kernel
   without), ``keras.LSTM`` (cuDNN with a GPU, Keras's generic kernel without),
   ``keras.LSTM(use_cudnn=False)`` (GPU runs only: on a CPU it is ``keras.LSTM``),
@@ -38,6 +39,7 @@ under ``<tensorboard>/throughput_<tag>``. A GPU run fails if a layer meant to ru
 does not: what runs is read from each compiled step's graph (a ``CudnnRNNV3`` op, in the
 function library too), not re-derived from Keras's rules. ``--implementations`` times a subset;
 the ``.jsonl`` is rewritten after every problem, so a run stopped early keeps what it measured.
+Measured figures, with the machine and the command, are in ``benchmarks/results/``.
 """
 
 from __future__ import annotations
