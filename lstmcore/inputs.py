@@ -174,12 +174,38 @@ def prepare(
     count = len(inputs)
     inputs_tensor = tf.constant(inputs)
     targets_tensor = tf.constant(targets)
+    indices = epoch_batches(count, batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat)
+    dataset = indices.map(
+        lambda i: (tf.gather(inputs_tensor, i), tf.gather(targets_tensor, i)),
+    )
+    dataset = dataset.prefetch(2)
+    first = (tf.constant(inputs[:batch_size]), tf.constant(targets[:batch_size]))
+    return PreparedData(dataset, count, -(-count // batch_size), tuple(inputs.shape[1:]), first)
+
+
+def epoch_batches(
+    count: int, *, batch_size: int, shuffle: bool, seed: int | None, repeat: bool
+) -> tf.data.Dataset:
+    """Batches of sample indices, epoch after epoch, in an order that survives a resume.
+
+    The order of epoch ``e`` is a pure function of ``(seed, e)`` (a stateless shuffle), so a
+    restored iterator rebuilds it exactly, wherever in an epoch the run was stopped. (A
+    stateful ``Dataset.shuffle`` with ``reshuffle_each_iteration`` does not restore its next
+    epoch's order across processes.)
+
+    Args:
+      count: the number of samples.
+      batch_size: indices per batch (the epoch's last batch may be smaller).
+      shuffle: shuffle each epoch; False gives ``0, 1, ..., count - 1`` every epoch.
+      seed: the shuffle seed (None: 0).
+      repeat: epochs without end, or one.
+
+    Returns:
+      A dataset of int64 index vectors.
+    """
     shuffle_seed = tf.constant(0 if seed is None else int(seed), tf.int64)
 
     def epoch(number):
-        # The order of epoch e is a pure function of (seed, e): a resumed iterator rebuilds it
-        # exactly, wherever in an epoch the run was stopped. (A stateful `shuffle` with
-        # `reshuffle_each_iteration` does not restore its next epoch's order across processes.)
         indices = tf.range(count, dtype=tf.int64)
         if shuffle:
             indices = tf.random.experimental.stateless_shuffle(
@@ -188,12 +214,7 @@ def prepare(
         return tf.data.Dataset.from_tensor_slices(indices).batch(batch_size)
 
     epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
-    dataset = epochs.flat_map(epoch).map(
-        lambda i: (tf.gather(inputs_tensor, i), tf.gather(targets_tensor, i)),
-    )
-    dataset = dataset.prefetch(2)
-    first = (tf.constant(inputs[:batch_size]), tf.constant(targets[:batch_size]))
-    return PreparedData(dataset, count, -(-count // batch_size), tuple(inputs.shape[1:]), first)
+    return epochs.flat_map(epoch)
 
 
 def _prepare_dataset(dataset: tf.data.Dataset, *, name: str, repeat: bool) -> PreparedData:
