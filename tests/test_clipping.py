@@ -129,6 +129,8 @@ def test_clip_gradients_works_inside_tf_function():
     compiled = tf.function(lambda g: clipping.clip_gradients(g, variables, clip_norm=1.0))
     clipped, stats = compiled(grads)
     assert float(clipping.global_norm(clipped)) == pytest.approx(1.0, rel=1e-6)
+    assert float(stats["clipped"]) == 1.0
+    assert float(stats["grad_norm_after_clip"]) == pytest.approx(1.0, rel=1e-6)
 
 
 @pytest.mark.parametrize(

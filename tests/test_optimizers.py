@@ -45,7 +45,7 @@ def train_steps(model, optimizer, steps=6):
     ],
 )
 def test_fused_update_matches_keras(fused, stock):
-    options = dict(learning_rate=3e-2, beta_1=0.8, epsilon=1e-6)
+    options = {"learning_rate": 3e-2, "beta_1": 0.8, "epsilon": 1e-6}
     if stock is keras.optimizers.AdamW:
         options["weight_decay"] = 0.1
     reference, model = make_model(), make_model()
