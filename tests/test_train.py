@@ -293,18 +293,20 @@ class _loss_that_fails_at:
 
 
 def test_run_directories_are_never_overwritten(tmp_path):
-    options = {"steps": 2, "logdir": str(tmp_path), "run_name": "same", "progress": False}
+    # No probes or diagnosis: the run directories are what is tested.
+    quick = {"steps": 2, "logdir": str(tmp_path), "progress": False, "check": False}
+    options = {**quick, "run_name": "same", "probe_every": None}
     lstmcore.train(make_model(), make_data(), **options)
     with pytest.raises(ValueError, match="already exists; pass resume=True"):
         lstmcore.train(make_model(), make_data(), **options)
-    a = lstmcore.train(make_model(), make_data(), steps=2, logdir=str(tmp_path), progress=False)
-    b = lstmcore.train(make_model(), make_data(), steps=2, logdir=str(tmp_path), progress=False)
+    a = lstmcore.train(make_model(), make_data(), probe_every=None, **quick)
+    b = lstmcore.train(make_model(), make_data(), probe_every=None, **quick)
     assert a.run_dir != b.run_dir
 
 
 def test_resume_with_a_different_configuration_names_the_field(tmp_path):
     options = {"steps": 2, "logdir": str(tmp_path), "run_name": "r", "progress": False}
-    lstmcore.train(make_model(), make_data(), **options)
+    lstmcore.train(make_model(), make_data(), check=False, probe_every=None, **options)
     with pytest.raises(ValueError, match="batch_size: 32 in the run, 8 now"):
         lstmcore.train(make_model(), make_data(), batch_size=8, resume=True, **options)
 
@@ -319,6 +321,8 @@ def test_validation_loss_is_recorded_at_each_interval():
         validate_every=3,
         logdir=None,
         progress=False,
+        check=False,
+        probe_every=None,
     )
     np.testing.assert_array_equal(history["val_step"], [3, 6])
     assert (history["val_loss"] > 0).all()
