@@ -76,6 +76,14 @@ def test_non_chief_workers_checkpoint_to_a_temporary_folder_they_delete(tmp_path
     assert distributed.remove_worker_checkpoints(directory, chief) is None
 
 
+def test_workers_agree_on_stopping_when_a_call_crosses_a_multiple_of_the_check_interval():
+    assert distributed.stop_check_due(9, 10) and distributed.stop_check_due(7, 15)
+    assert not distributed.stop_check_due(10, 11) and not distributed.stop_check_due(11, 19)
+    # Several steps per call still meet every multiple once.
+    crossed = [s for s in range(0, 100, 8) if distributed.stop_check_due(s, s + 8)]
+    assert len(crossed) == len(range(10, 104, 10))
+
+
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), "10", True])
 def test_make_strategy_refuses_a_bad_timeout_before_touching_tensorflow(value):
     with pytest.raises(ConfigError, match="peer_timeout"):
