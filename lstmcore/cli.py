@@ -455,6 +455,15 @@ _FLAG_NAMES = (
     (re.compile(r"^splits(:| must)"), r"--splits\1"),
     (re.compile(r"\bgap=None\b"), "no --gap"),
     (re.compile(r"\bgap\b"), "--gap"),
+    (re.compile(r"^read_csv: no file at path="), "--csv: no file at "),
+    (re.compile(r"^(target|features)\b"), r"--\1"),
+    (re.compile(r"^time_column\b"), "--time-column"),
+    (re.compile(r"\bwarmup_steps\b"), "--warmup-steps"),
+    (re.compile(r"\btotal_steps\b"), "--steps"),
+    (re.compile(r"\ba horizon of\b"), "--horizon"),
+    (re.compile(r"^resume=True but logdir\b"), "--resume but --logdir"),
+    (re.compile(r"pass resume=False\b"), "leave out --resume"),
+    (re.compile(r"^logdir\b"), "--logdir"),
 )
 
 
@@ -587,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             try:
                 return _train_command(args)
-            except (ConfigError, DataError) as error:
+            except (ConfigError, DataError, FileNotFoundError) as error:
                 raise type(error)(_as_flags(str(error))) from None
         if args.command == "bench":
             # Imported only now: a benchmark may hide the GPU before TensorFlow loads. Always

@@ -809,7 +809,7 @@ def read_csv(
             if time_index is not None and time_index in indices:
                 raise ConfigError(
                     f"{name} includes the time column {header[time_index]!r}; the time column "
-                    f"cannot also be a {name[:6]} column"
+                    f"cannot also be a {'target' if name == 'target' else 'feature'} column"
                 )
         kept = list(feature_indices) + [i for i in target_indices if i not in feature_indices]
         wanted = kept + ([] if time_index is None else [time_index])

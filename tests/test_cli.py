@@ -278,3 +278,28 @@ def test_a_bug_is_not_a_usage_error(tmp_path, monkeypatch):
     write_csv(csv, rows=120)
     with pytest.raises(ValueError, match="a bug in the model builder"):
         run_train(tmp_path, csv)
+
+
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (["--csv", "no_such.csv"], "--csv"),
+        (["--target", "price"], "--target"),
+        (["--time-column", "t"], "--time-column"),
+        (["--features", "time"], "--features"),
+        (["--horizon", "50"], "--horizon"),
+        (["--warmup-steps", "10"], "--warmup-steps"),
+        (["--resume", "--logdir", "no_runs_here"], "--resume"),
+    ],
+)
+def test_every_bad_input_of_train_csv_exits_2_naming_the_flag(
+    tmp_path, monkeypatch, capsys, extra, flag
+):
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "series.csv", rows=120)
+    argv = ["train", "--csv", "series.csv", "--target", "load", "--time-column", "time"]
+    argv += ["--steps", "3", "--units", "4", "--no-progress", *extra]
+    assert cli.main(argv) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("lstmcore train: error:") and flag in message, message
+    assert not (tmp_path / "runs").exists()
