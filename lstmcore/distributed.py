@@ -23,6 +23,7 @@ hundred collectives a second exhausted the threads of a process here).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -506,6 +507,26 @@ class peer_failures:
         if lost is not None:
             raise lost from error
         return False
+
+
+def reports_lost_workers(method):
+    """Decorates ``Trainer.__init__`` and ``Trainer.fit``: a failed collective anywhere in them
+    (creating mirrored variables, a step, a save, the stop agreement) is a
+    :class:`WorkerLostError`. The worker is ``self.context`` (or that of the ``strategy``
+    argument), the step ``self.step`` (0 before the first)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:
+            worker = getattr(self, "context", None) or context(kwargs.get("strategy"))
+            lost = worker_lost(error, worker, int(getattr(self, "step", 0) or 0))
+            if lost is None:
+                raise
+            raise lost from error
+
+    return wrapper
 
 
 class WorkerLostError(RuntimeError):

@@ -65,6 +65,7 @@ class Trainer:
     ``steps_per_second``, ``config``.
     """
 
+    @distributed.reports_lost_workers
     def __init__(
         self,
         model: keras.Model,
@@ -313,6 +314,7 @@ class Trainer:
         self.signal_reason = None  # a signal received by this worker of a multi-worker job
 
     @runs.releases_run_locks
+    @distributed.reports_lost_workers
     def fit(self) -> History:
         """Runs the training; returns a :class:`lstmcore.history.History`.
 
@@ -338,8 +340,7 @@ class Trainer:
                     log.info(
                         f"lstmcore: logging to {self.run_dir}  (tensorboard --logdir {self.logdir})"
                     )
-                with distributed.peer_failures(self.context, lambda: self.step):
-                    self._loop()
+                self._loop()
                 stopped = self.stop_reason if self.step < self.total_steps else None
                 self.history = self.builder.build(
                     run_dir=self.run_dir,
