@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         help="under a TF_CONFIG naming several workers: seconds a worker may stop answering "
-        "before the job stops with an error on every other worker (default 60)",
+        "before the job stops with an error on every other worker (default 30)",
     )
 
     diagnose = commands.add_parser(

@@ -10,10 +10,12 @@ directory they delete (TensorFlow's multi-worker rule, :func:`checkpoint_directo
 
 What happens when a worker fails (read from TensorFlow 2.21's
 ``collective_all_reduce_strategy.py``): the strategy starts TensorFlow's coordination service;
-every task sends it heartbeats. A worker that dies during a collective closes its sockets and
-the others' all-reduce fails at once with ``UnavailableError``; one that stops answering
-(hung, stopped, cut off) is declared unhealthy after ``peer_timeout`` seconds without a
-heartbeat, and the collectives of every other worker are aborted with the same error.
+every task sends it heartbeats. A worker that dies inside an all-reduce may fail the others'
+at once (its connection closes); otherwise, and for one that stops answering (hung, stopped,
+cut off), the service declares it unhealthy once it has sent no heartbeat for
+``peer_timeout`` seconds and aborts every other worker's collectives with
+``UnavailableError`` (measured: 9 to 10 s after SIGKILL or SIGSTOP with ``peer_timeout=5``,
+``benchmarks/results/multiworker_cpu2core.md``).
 :func:`worker_lost` turns either into a :class:`WorkerLostError` naming the step and how to
 resume. TensorFlow's per-collective ``CommunicationOptions(timeout_seconds=...)`` is not used:
 it starts one thread per collective for the length of the timeout (a 20 s timeout at a few
@@ -34,10 +36,11 @@ from lstmcore.errors import ConfigError
 TF_CONFIG = "TF_CONFIG"
 ROLES = ("chief", "worker")
 # How long a silent worker is waited for before the job is stopped on every other worker, and
-# how long the first worker waits for all of them to start. TensorFlow's defaults are 10 s of
-# heartbeats (too short for a worker paused by a loaded machine or a long first trace) and an
-# hour for start-up; both are options of make_strategy.
-DEFAULT_PEER_TIMEOUT = 60.0
+# how long each worker waits for all of them to start (options of make_strategy). TensorFlow's
+# heartbeat default is 10 s. Longer notices a lost worker later (about twice the timeout,
+# measured above); shorter stops the job for a machine paused briefly (swapping, a network
+# blip). Heartbeats did not lapse during traces of several seconds in the tests (10 s there).
+DEFAULT_PEER_TIMEOUT = 30.0
 DEFAULT_STARTUP_TIMEOUT = 600.0
 WORKER_TEMP_PREFIX = "workertemp_"
 
@@ -209,8 +212,8 @@ def make_strategy(
 
     Args:
       peer_timeout: seconds a worker may stop answering (no heartbeat) before the job is
-        stopped on every other worker with an error. A worker that dies is noticed at once;
-        this bounds the wait for one that hangs.
+        stopped on every other worker with an error; a lost worker (dead, hung or cut off)
+        is noticed within about twice this.
       startup_timeout: seconds to wait for every worker of the cluster to start.
       tf_config: the ``TF_CONFIG`` text; None reads the environment. Given, it is also set
         in the environment (TensorFlow's resolver reads it there).
