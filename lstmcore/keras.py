@@ -21,8 +21,8 @@ import tensorflow as tf
 from lstmcore import diagnosis, monitor, probes, runs, step
 from lstmcore import writer as writer_lib
 from lstmcore.inputs import PreparedData, prepare
+from lstmcore.inputs import build_and_check as _build_and_check
 from lstmcore.kernel_report import cudnn_report
-from lstmcore.loop import _build_and_check
 
 STOP_ON = ("high", "medium")
 RUN_NAME = "lstmcore"  # the sub-directory of log_dir; keras.callbacks.TensorBoard uses train/
