@@ -14,8 +14,8 @@ every task sends it heartbeats. A worker that dies inside an all-reduce may fail
 at once (its connection closes); otherwise, and for one that stops answering (hung, stopped,
 cut off), the service declares it unhealthy once it has sent no heartbeat for
 ``peer_timeout`` seconds and aborts every other worker's collectives with
-``UnavailableError`` (measured: 9 to 10 s after SIGKILL or SIGSTOP with ``peer_timeout=5``,
-``benchmarks/results/multiworker_cpu2core.md``).
+``UnavailableError`` (measured with ``peer_timeout=5``: 0.07 to 7.5 s after SIGKILL, 5.9 to
+8.2 s after SIGSTOP, ``benchmarks/results/multiworker_cpu2core.md``).
 :func:`worker_lost` turns either into a :class:`WorkerLostError` naming the step and how to
 resume. TensorFlow's per-collective ``CommunicationOptions(timeout_seconds=...)`` is not used:
 it starts one thread per collective for the length of the timeout (a 20 s timeout at a few
@@ -306,8 +306,9 @@ def remove_worker_checkpoints(directory: str, worker: WorkerContext) -> str | No
     return None
 
 
-# Steps between two stop agreements: each is one all-reduce round trip (3.6 ms on 2 loaded
-# cores, the same eager or compiled), too much to pay at every step of a small model.
+# Steps between two stop agreements: each is one all-reduce round trip (median 4.2 to 5.5 ms
+# on 2 loaded cores, benchmarks/results/multiworker_cpu2core.md; no faster compiled), too much
+# to pay at every step of a small model.
 STOP_CHECK_EVERY = 10
 
 
@@ -387,8 +388,8 @@ def iterator_at(strategy, dataset, step: int):
     ``DistributedIterator`` is not trackable), but its position is known: the step counter
     (every step takes one batch, a skipped non-finite step included). After a restore the
     training continues from ``iterator_at(strategy, dataset, step)``. The skipped batches are
-    produced and dropped: measured 1.7 s for 10,000 batches of 16 windows on 2 loaded cores,
-    so a resume at step 100,000 of such a run spends about 17 s on it.
+    produced and dropped: measured 1.0 to 1.8 s for 10,000 batches of 16 windows on 2 loaded
+    cores, so a resume at step 100,000 of such a run spends 10 to 20 s on it.
     """
     if step:
         dataset = dataset.skip(int(step))
