@@ -414,6 +414,18 @@ def relu_cells_elnino():
     return _run(stacked(24, 1, activation="relu"), train, val, report, steps=600, clip=None)
 
 
+def relu_cells_sine():
+    # relu inside two stacked LSTMs over 64-step windows: the cell state is unbounded and the
+    # run ends at the mean's level (held-out MSE 1.0 x the mean's, CPU, seed 0).
+    train, val, report = _windows(sine(), input_steps=64)
+    return _run(stacked(64, 1, activation="relu"), train, val, report, steps=600, clip=None)
+
+
+def healthy_stacked_sine():
+    train, val, report = _windows(sine(), input_steps=64)
+    return _run(stacked(64, 1), train, val, report, steps=600, clip=None)
+
+
 def healthy_stacked_elnino():
     train, val, report = _standardised(_statsmodels("elnino"), 24)
     return _run(stacked(24, 1), train, val, report, steps=600, learning_rate=3e-3)
@@ -641,13 +653,8 @@ SCENARIOS = [
     ("slow_level", "worse_than_persistence", "synthetic", slow_level, False),
     ("raw_targets", "unnormalised_targets", "synthetic", raw_targets, False),
     # Issue 23: the user's own setup; each planted case has a healthy control.
-    (
-        "relu_cells_elnino",
-        "unbounded_recurrent_activation",
-        "statsmodels elnino",
-        relu_cells_elnino,
-        False,
-    ),
+    ("relu_cells_sine", "unbounded_recurrent_activation", "synthetic", relu_cells_sine, False),
+    ("healthy_stacked_sine", HEALTHY, "synthetic", healthy_stacked_sine, False),
     ("healthy_stacked_elnino", HEALTHY, "statsmodels elnino", healthy_stacked_elnino, False),
     (
         "relu_head_elnino",
@@ -679,6 +686,188 @@ SCENARIOS = [
     ),
     ("autoencoder_sine", HEALTHY, "synthetic", autoencoder_sine, False),
     ("healthy_seq2seq_channels", HEALTHY, "synthetic", healthy_seq2seq_channels, False),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Variants the setup checks were not tuned on: other seeds, sizes, series, GRU cells and
+# functional models (`--variants`); reported apart from the scenarios above.
+# --------------------------------------------------------------------------------------------
+
+
+def as_functional(model):
+    import keras
+
+    inputs = keras.Input(tuple(model.inputs[0].shape[1:]))
+    x = inputs
+    for layer in model.layers:
+        x = layer(x)
+    return keras.Model(inputs, x)
+
+
+def gru_head(steps, features, outputs, activation, *, units=16, seed=0, return_sequences=False):
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input((steps, features)),
+            keras.layers.GRU(
+                units,
+                return_sequences=return_sequences,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 1),
+            ),
+            keras.layers.Dense(
+                outputs,
+                activation=activation,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 2),
+            ),
+        ]
+    )
+
+
+def v_sigmoid_head_sunspots_gru_functional():
+    # Standardised sunspots under a sigmoid: every negative target is out of reach.
+    train, val, report = _windows(_statsmodels("sunspots"), input_steps=12)
+    model = as_functional(gru_head(12, 1, 1, "sigmoid", seed=7))
+    return _run(model, train, val, report, steps=800, learning_rate=5e-3)
+
+
+def v_healthy_gru_functional_sunspots():
+    train, val, report = _windows(_statsmodels("sunspots"), input_steps=12)
+    model = as_functional(gru_head(12, 1, 1, None, seed=7))
+    return _run(model, train, val, report, steps=800, learning_rate=5e-3)
+
+
+def v_bce_on_three_classes_gru():
+    x, labels = _classes(3000, 10, 3, weights=[1, 1, 1], signal=0.8, seed=8)
+    y = np.eye(3, dtype=np.float32)[labels]
+    return _run(
+        gru_head(10, 3, 3, "softmax", seed=8),
+        (x[:2400], y[:2400]),
+        (x[2400:], y[2400:]),
+        steps=300,
+        loss="binary_crossentropy",
+    )
+
+
+def v_mse_on_one_hot():
+    x, labels = _classes(3000, 10, 4, weights=[1, 1, 1, 1], signal=0.8, seed=12)
+    y = np.eye(4, dtype=np.float32)[labels]
+    return _run(head(10, 4, 4, None, seed=12), (x[:2400], y[:2400]), (x[2400:], y[2400:]))
+
+
+def v_imbalanced_binary_gru():
+    x, labels = _classes(5000, 16, 2, weights=[95, 5], signal=0.5, seed=9)
+    y = labels[:, None].astype(np.float32)
+    return _run(
+        gru_head(16, 2, 1, "sigmoid", seed=9),
+        (x[:4000], y[:4000]),
+        (x[4000:], y[4000:]),
+        steps=300,
+        learning_rate=3e-3,
+        loss="binary_crossentropy",
+    )
+
+
+def v_healthy_balanced_binary_gru():
+    x, labels = _classes(5000, 16, 2, weights=[1, 1], signal=0.5, seed=9)
+    y = labels[:, None].astype(np.float32)
+    return _run(
+        gru_head(16, 2, 1, "sigmoid", seed=9),
+        (x[:4000], y[:4000]),
+        (x[4000:], y[4000:]),
+        steps=300,
+        learning_rate=3e-3,
+        loss="binary_crossentropy",
+    )
+
+
+def v_short_run_elnino_functional():
+    train, val, report = _windows(_statsmodels("elnino"), input_steps=24)
+    model = as_functional(lstm(24, 1, units=32, seed=3))
+    return _run(model, train, val, report, steps=30, learning_rate=1e-3)
+
+
+def v_short_window_seasonal_gru():
+    train, val, report = _windows(seasonal_ar(lag=7, phi=0.85, seed=11), input_steps=3)
+    return _run(gru_head(3, 1, 1, None, seed=11), train, val, report, steps=1000)
+
+
+def v_healthy_window_seasonal_gru():
+    train, val, report = _windows(seasonal_ar(lag=7, phi=0.85, seed=11), input_steps=10)
+    return _run(gru_head(10, 1, 1, None, seed=11), train, val, report, steps=1000)
+
+
+def v_encoder_decoder_autoencoder_elnino():
+    import keras
+
+    values = _statsmodels("elnino").astype(np.float32)
+    values = (values - values.mean()) / values.std()
+    steps = 12
+    x = np.stack([values[s : s + steps] for s in range(len(values) - steps)])[..., None]
+    cut = int(0.8 * len(x))
+    inputs = keras.Input((steps, 1))
+    code = keras.layers.LSTM(16)(inputs)
+    repeated = keras.layers.RepeatVector(steps)(code)
+    decoded = keras.layers.LSTM(16, return_sequences=True)(repeated)
+    model = keras.Model(inputs, keras.layers.Dense(1)(decoded))
+    return _run(model, (x[:cut], x[:cut]), (x[cut + steps :], x[cut + steps :]))
+
+
+VARIANTS = [
+    (
+        "v_sigmoid_head_sunspots_gru_functional",
+        "output_cannot_reach_targets",
+        "statsmodels sunspots",
+        v_sigmoid_head_sunspots_gru_functional,
+        False,
+    ),
+    (
+        "v_healthy_gru_functional_sunspots",
+        HEALTHY,
+        "statsmodels sunspots",
+        v_healthy_gru_functional_sunspots,
+        False,
+    ),
+    ("v_bce_on_three_classes_gru", "loss_mismatch", "synthetic", v_bce_on_three_classes_gru, False),
+    ("v_mse_on_one_hot", "loss_mismatch", "synthetic", v_mse_on_one_hot, False),
+    ("v_imbalanced_binary_gru", "class_imbalance", "synthetic", v_imbalanced_binary_gru, False),
+    (
+        "v_healthy_balanced_binary_gru",
+        HEALTHY,
+        "synthetic",
+        v_healthy_balanced_binary_gru,
+        False,
+    ),
+    (
+        "v_short_run_elnino_functional",
+        "stopped_too_early",
+        "statsmodels elnino",
+        v_short_run_elnino_functional,
+        False,
+    ),
+    (
+        "v_short_window_seasonal_gru",
+        "window_too_short",
+        "synthetic",
+        v_short_window_seasonal_gru,
+        False,
+    ),
+    (
+        "v_healthy_window_seasonal_gru",
+        HEALTHY,
+        "synthetic",
+        v_healthy_window_seasonal_gru,
+        False,
+    ),
+    (
+        "v_encoder_decoder_autoencoder_elnino",
+        HEALTHY,
+        "statsmodels elnino",
+        v_encoder_decoder_autoencoder_elnino,
+        False,
+    ),
 ]
 
 
@@ -741,6 +930,87 @@ def run_scenario(name: str, planted, builder, *, budget=None, verbose=False) -> 
     }
 
 
+def time_diagnosis(name: str, repeats: int) -> dict:
+    """Trains scenario `name` once, then times `diagnose` and `check_data` `repeats` times each.
+
+    `diagnose` is called as a user calls it after `train` (the history carries the
+    before-training findings); `check_data` is what `train` runs before its first step.
+    """
+    import keras
+
+    import lstmcore
+    from lstmcore import diagnosis
+
+    builder = {s[0]: s[3] for s in SCENARIOS + VARIANTS}[name]
+    keras.utils.set_random_seed(0)
+    scenario = builder()
+    model, options = scenario["model"], dict(scenario["options"])
+    history = lstmcore.train(
+        model,
+        scenario["train"],
+        validation_data=scenario["validation"],
+        progress=False,
+        data_report=scenario["report"],
+        **options,
+    )
+    loss = options.get("loss", "mse")
+    diagnose_seconds, check_seconds, codes = [], [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        findings = lstmcore.diagnose(
+            history,
+            model=model,
+            data=scenario["train"],
+            validation_data=scenario["validation"],
+            loss=loss,
+            data_report=scenario["report"],
+        )
+        diagnose_seconds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        diagnosis.check_data(
+            *scenario["train"],
+            validation_inputs=scenario["validation"][0],
+            model=model,
+            loss=loss,
+            overfit_check=False,
+        )
+        check_seconds.append(time.perf_counter() - started)
+        codes = [f.code for f in findings]
+    return {
+        "scenario": name,
+        "lstmcore": os.path.dirname(lstmcore.__file__),
+        "diagnose_seconds": [round(v, 4) for v in diagnose_seconds],
+        "check_data_seconds": [round(v, 4) for v in check_seconds],
+        "findings": codes,
+    }
+
+
+def cost_against(name: str, repeats: int, tree: str | None, out: str | None) -> int:
+    """`time_diagnosis` with this checkout's lstmcore and, when given, the one in `tree`.
+
+    Each runs in its own process (the same command), the older first; `tree` holds an
+    exported `lstmcore/` (with `kernels/` inside it), e.g. from `git archive <commit>`.
+    """
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rows = []
+    for label, cwd in (("before", tree), ("now", here)):
+        if cwd is None:
+            continue
+        command = [sys.executable, "-m", "benchmarks.diagnosis", "--time-one", name]
+        command += ["--repeats", str(repeats)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([cwd, here])}
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row["label"] = label
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if out:
+        common.write_jsonl(os.path.join(out, "diagnosis_cost_cpu2core.jsonl"), rows)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="scenario names")
@@ -750,18 +1020,31 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=None)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--note", default="")
+    parser.add_argument("--cost", help="time diagnose on this (healthy) scenario")
+    parser.add_argument("--against-tree", help="an exported older lstmcore to time as well")
+    parser.add_argument("--time-one", help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--variants", action="store_true", help="the untuned variants instead of the scenarios"
+    )
     args = parser.parse_args(argv)
     common.select_device("cpu")
+    if args.time_one:
+        print(json.dumps(time_diagnosis(args.time_one, args.repeats)))
+        return 0
+    if args.cost:
+        return cost_against(args.cost, args.repeats, args.against_tree, args.out)
     env = common.environment("python -m benchmarks.diagnosis " + " ".join(argv or sys.argv[1:]))
     chosen = [
         s
-        for s in SCENARIOS
+        for s in (VARIANTS if args.variants else SCENARIOS)
         if (not args.only or s[0] in args.only)
         and (not args.fast or s[4])
         and s[0] not in args.skip
     ]
     if args.only:
         chosen.sort(key=lambda s: args.only.index(s[0]))
+    stem = "diagnosis_variants_cpu2core" if args.variants else "diagnosis_cpu2core"
     rows = []
     wall = time.perf_counter()
     for name, planted, source, builder, _ in chosen:
@@ -789,14 +1072,12 @@ def main(argv=None) -> int:
             flush=True,
         )
         if args.out:
-            common.write_jsonl(os.path.join(args.out, "diagnosis_cpu2core.jsonl"), rows)
+            common.write_jsonl(os.path.join(args.out, f"{stem}.jsonl"), rows)
     env["wall_seconds"] = round(time.perf_counter() - wall, 1)
     summary = summarise(rows)
     print(json.dumps(summary))
     if args.out:
-        write_markdown(
-            os.path.join(args.out, "diagnosis_cpu2core.md"), rows, summary, env, args.note
-        )
+        write_markdown(os.path.join(args.out, f"{stem}.md"), rows, summary, env, args.note)
     return 0
 
 

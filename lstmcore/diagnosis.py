@@ -1416,7 +1416,12 @@ def check_fit(
     undersized = bool(units) and min(units) < SMALL_UNITS and ratio >= UNDERSIZED_RATIO
     try:
         class_scores = setup_lib.classification_scores(
-            model, scored_x, shaped(scored_y), loss, train_targets=shaped(ty)
+            model,
+            scored_x,
+            shaped(scored_y),
+            loss,
+            train_targets=shaped(ty),
+            predictions=predictions,
         )
     except Exception:  # noqa: BLE001 - no class reading: the regression checks still run
         class_scores = None
@@ -1816,7 +1821,12 @@ def _history_dict(history) -> tuple[dict, dict]:
         return {}, {}
     if isinstance(history, dict):
         return history, {}
-    return dict(history.history), dict(getattr(history, "params", {}) or {})
+    run = dict(history.history)
+    probes = getattr(history, "probes", None) or {}
+    if "loss" in probes and "step" in probes:
+        # The probes' loss: one fixed (held-out when there is one) batch, no minibatch noise.
+        run["probe_step"], run["probe_loss"] = probes["step"], probes["loss"]
+    return run, dict(getattr(history, "params", {}) or {})
 
 
 def diagnose(

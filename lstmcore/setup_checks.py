@@ -377,8 +377,15 @@ def balanced_accuracy(truth, predicted, classes: int) -> tuple[float, float, flo
     return float(recalls.mean()), se, se0
 
 
-def classification_scores(model, inputs, targets, loss, train_targets=None) -> dict | None:
+def classification_scores(
+    model, inputs, targets, loss, train_targets=None, *, predictions=None
+) -> dict | None:
     """Accuracy, balanced accuracy and the majority-class baseline on these windows.
+
+    Args:
+      model: the model; inputs, targets: held-out windows; loss: the training loss.
+      train_targets: training targets, for the majority class (else the held-out ones).
+      predictions: the model's predictions on `inputs`, when already at hand.
 
     Returns:
       None for regression targets; otherwise `{"accuracy", "balanced_accuracy",
@@ -388,8 +395,12 @@ def classification_scores(model, inputs, targets, loss, train_targets=None) -> d
     """
     from lstmcore import baselines as baselines_lib
 
-    x = np.asarray(inputs, np.float32)
-    predictions = baselines_lib.model_predictions(model, x)
+    if predictions is None:
+        if read_labels(targets, (None, *np.shape(targets)[1:]), loss) is None and (
+            "sparse" not in loss_name(loss)
+        ):
+            return None  # regression targets whatever the model's layout: no forward pass
+        predictions = baselines_lib.model_predictions(model, np.asarray(inputs, np.float32))
     labels = read_labels(targets, predictions.shape, loss)
     if labels is None:
         return None
@@ -730,7 +741,12 @@ def copy_with(model, *, edit: Callable | None = None, steps: int | None = None, 
     kwargs = {}
     if steps is not None:
         shape = tuple(model.inputs[0].shape[1:])
-        kwargs["input_tensors"] = [keras.Input((steps, *shape[1:]))]
+        new_input = keras.Input((steps, *shape[1:]))
+        # The same structure as the model's own input: a list, or one tensor.
+        single = not isinstance(model, keras.Sequential) and not isinstance(
+            getattr(model, "input", None), (list, tuple)
+        )
+        kwargs["input_tensors"] = new_input if single else [new_input]
     try:
         replica = keras.models.clone_model(model, clone_function=clone, **kwargs)
     except Exception as error:  # noqa: BLE001 - say why the copy could not be made
@@ -831,19 +847,29 @@ def suspects_after_fit(
     recurrent = recurrent_activation_evidence(model, held_out[0][: probes_lib_samples()])
     if recurrent is not None:
         out.append(Suspect(RECURRENT_ACTIVATION, recurrent[0], {"layer": recurrent[1]}))
-    falling = still_falling(history.get("loss", []))
+    falling = None
+    probe_loss = np.asarray(history.get("probe_loss", []), np.float64)
     validation = np.asarray(history.get("val_loss", []), np.float64)
-    if falling is not None and validation.size >= 6 and still_falling(validation) is None:
-        falling = None  # the training loss falls, the validation loss does not: not length
+    if probe_loss.size >= 6:
+        # The probes' loss on one fixed batch (held-out windows when there are any): the
+        # curve without minibatch noise.
+        falling = still_falling(probe_loss)
+        curve = "the probe batch's loss (held-out windows, every few steps)"
+    else:
+        falling = still_falling(history.get("loss", []))
+        curve = "the training loss"
+        if falling is not None and validation.size >= 6 and still_falling(validation) is None:
+            falling = None  # the training loss falls, the validation loss does not
+    if falling is not None and probe_loss.size >= 6:
+        falling["steps"] = int(np.asarray(history.get("loss", probe_loss)).size)
     if falling is not None and "learning_rate_too_low" not in found_codes:
         out.append(
             Suspect(
                 STOPPED_EARLY,
-                f"over the last half of the {falling['steps']} steps the loss fell from "
-                f"{falling['first']:.4g} to {falling['last']:.4g} (block means); slope "
-                f"{falling['slope']:.3g} per step, t = {falling['t']:.1f} over "
-                f"{falling['blocks']} blocks (one-sided test at {SLOPE_ALPHA:g}: still "
-                "falling).",
+                f"over the last half of the run ({falling['steps']} steps) {curve} fell "
+                f"from {falling['first']:.4g} to {falling['last']:.4g}; its slope against its "
+                f"own noise: t = {falling['t']:.1f} over {falling['blocks']} points (one-sided "
+                f"test at {SLOPE_ALPHA:g}: still falling).",
                 {"steps_more": max(4 * falling["steps"], 1000)},
             )
         )

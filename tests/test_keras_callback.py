@@ -282,3 +282,20 @@ def test_the_fit_callback_benchmark_runs_on_its_smallest_problem(tmp_path):
     (result,) = fit_callback.main(["--smoke", "--json", str(tmp_path / "r.jsonl")])
     assert result["ratio"] > 0 and result["probe_calls"] == 9  # steps 0 to 8
     assert (tmp_path / "r.jsonl").read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+def test_a_relu_head_is_named_by_the_fit_callback_as_by_train():
+    x, y = windows(scaled=True)
+    net = keras.Sequential(
+        [
+            keras.Input((STEPS, 1)),
+            keras.layers.LSTM(8, name="lstm"),
+            keras.layers.Dense(1, activation="relu", name="head"),
+        ]
+    )
+    net.compile(optimizer="adam", loss="mse")
+    callback = lstmcore_keras.Diagnose((x, y), probe_every=None, budget=0, verbose=False)
+    net.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
+    assert codes(callback.findings)[0] == "output_cannot_reach_targets"
+    assert "relu" in callback.findings[0].evidence
