@@ -38,6 +38,7 @@ BENCHMARKS = (
     "adding_fix",
     "kill_resume",
     "gpu_check",
+    "multiworker",
 )
 
 
