@@ -44,6 +44,7 @@ PROBLEMS = {
     "first": [(64, 100, 32, 256)],
     # A small step, where the host loop's own cost weighs most, and the first shape.
     "loop": [(32, 50, 8, 64), (64, 100, 32, 256)],
+    "small": [(32, 50, 8, 64)],
 }
 
 
