@@ -343,8 +343,10 @@ def _train_command(args) -> int:
     season = args.season
     if season == "auto":
         train_rows = int(args.splits[0] * len(series.values))
+        # Interpolated values at the end of the training rows may not draw on later rows.
+        values, _ = data._fills_inside_splits(series.values, series.interpolated, [(0, train_rows)])
         season = baselines.detect_season(
-            series.values[:train_rows, target_column], max_lag=data.MAX_AUTO_SEASON
+            values[:train_rows, target_column], max_lag=data.MAX_AUTO_SEASON
         )
     window = args.window
     if window is None:
