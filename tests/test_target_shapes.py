@@ -41,6 +41,7 @@ def case(shape):
     return keras.Model(inputs, out), x, y.astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["[N]", "[N, K]", "[N, H, K]", "[N, T, C]"])
 def test_train_and_diagnose_accept_the_target_shape(shape):
     model, x, y = case(shape)
@@ -50,6 +51,7 @@ def test_train_and_diagnose_accept_the_target_shape(shape):
         validation_data=(x[120:], y[120:]),
         steps=80,
         learning_rate=1e-2,
+        probe_every=40,
         progress=False,
     )
     assert [f["code"] for f in history.findings] == [], history.findings
