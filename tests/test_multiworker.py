@@ -207,7 +207,7 @@ def test_sigterm_stops_all_workers_at_one_step_a_killed_worker_stops_the_others_
 ):
     logdir = tmp_path / "logs"
     checkpoints = logdir / "run" / "checkpoints"
-    steps, peer_timeout = 400, 10.0
+    steps, peer_timeout = 200, 10.0
     train = {**TRAIN, "steps": steps, "checkpoint_every": 10, "batch_size": 8}
     train.update(logdir=str(logdir), run_name="run")
 
