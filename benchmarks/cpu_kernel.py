@@ -106,7 +106,8 @@ def time_torch_in_child(problem, *, warmup_steps: int, timed_steps: int) -> floa
     command = [
         sys.executable,
         "-c",
-        "import json, sys; from benchmarks.cpu_kernel import torch_child; torch_child(sys.argv[1])",
+        # The package is "benchmarks" from a checkout, "lstmcore.benchmarks" when installed.
+        f"import sys; from {__package__}.cpu_kernel import torch_child; torch_child(sys.argv[1])",
         json.dumps({"problem": problem, "warmup": warmup_steps, "timed": timed_steps}),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)

@@ -302,7 +302,8 @@ class TorchChild:
         command = [
             sys.executable,
             "-c",
-            "import sys; from benchmarks.throughput import torch_child; torch_child(sys.argv[1])",
+            f"import sys; from {__package__}.throughput import torch_child as child; "
+            + "child(sys.argv[1])",
             spec,
         ]
         self._process = subprocess.Popen(
