@@ -474,12 +474,10 @@ class StopOnSignal(Action):
 
     def on_start(self, trainer):
         def handler(signum, frame):
-            reason = f"stopped by signal {signum} at step {{step}}; resume with resume=True"
-            if trainer.context.multi_worker:
-                # Every worker must stop (and save) at the same step: the loop agrees on it.
-                trainer.signal_reason = reason
-            else:
-                trainer.request_stop(reason, urgent=True)
+            trainer.request_stop(
+                f"stopped by signal {signum} at step {{step}}; resume with resume=True",
+                urgent=True,
+            )
 
         self._previous = runs.install_sigterm(handler)
 

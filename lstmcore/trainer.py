@@ -44,6 +44,9 @@ from lstmcore.step import make_eval_step, make_multi_step, make_train_step
 log = logging.getLogger("lstmcore")
 
 ON_NONFINITE = ("stop", "restore")
+OTHER_WORKER_STOPPED = (
+    "stopped at step {step}: another worker asked to stop (a signal?); resume with resume=True"
+)
 
 
 class Trainer:
@@ -311,7 +314,8 @@ class Trainer:
         self.writer = self.checkpoints = self.history = None
         self.steps_per_second = 0.0
         self.stop_reason, self.urgent_stop = None, False
-        self.signal_reason = None  # a signal received by this worker of a multi-worker job
+        # Multi-worker: a stop asked for here, held until the workers agree (request_stop).
+        self.stop_wish, self._stop_agreed = None, False
 
     @runs.releases_run_locks
     @distributed.reports_lost_workers
@@ -395,15 +399,12 @@ class Trainer:
         if (
             self.context.multi_worker
             and distributed.stop_check_due(self.step - count, self.step)
-            and distributed.agree_to_stop(self.strategy, self.signal_reason is not None)
+            and distributed.agree_to_stop(self.strategy, self.stop_wish is not None)
         ):
-            # A signal reached some worker: all stop at this step, where each saves and returns.
-            self.request_stop(
-                self.signal_reason
-                or "stopped at step {step}: another worker received a signal; resume with "
-                "resume=True",
-                urgent=True,
-            )
+            # Some worker asked to stop (a signal, an action): all stop at this step.
+            reason, urgent = self.stop_wish or (OTHER_WORKER_STOPPED, True)
+            self._stop_agreed = True
+            self.request_stop(reason, urgent=urgent)
 
     def flush(self) -> None:
         """Fetches the buffered per-step values in one go and hands them to the actions."""
@@ -434,7 +435,15 @@ class Trainer:
         The loop fetches what is pending, the checkpointing action saves the step reached,
         ``History.stopped`` is ``reason``, and the actions' ``on_end`` run. ``urgent`` (a
         signal: the process is asked to exit) skips the diagnosis after training.
+
+        Under a multi-worker strategy every worker must stop at the same step (each saves
+        there, a collective operation): the request waits for the workers' next agreement,
+        every :data:`lstmcore.distributed.STOP_CHECK_EVERY` steps, where any worker's request
+        stops them all (a flush-time request comes at different steps on different workers).
         """
+        if self.context.multi_worker and not self._stop_agreed:
+            self.stop_wish = self.stop_wish or (reason, urgent)
+            return
         if self.stop_reason is None:
             self.stop_reason, self.urgent_stop = reason, urgent
 

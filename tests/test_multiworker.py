@@ -238,7 +238,7 @@ def test_sigterm_stops_all_workers_at_one_step_a_killed_worker_stops_the_others_
     chief, other = first.results()["worker-0"], first.results()["worker-1"]
     stop = chief["steps"][-1] + 1
     assert other["steps"][-1] + 1 == stop < steps
-    assert "signal 15" in other["stopped"] and "another worker" in chief["stopped"]
+    assert "signal 15" in other["stopped"] and "another worker asked to stop" in chief["stopped"]
     assert stop in saved()
 
     # 2. Resume; SIGKILL worker 1 after its next checkpoint: worker 0 stops with a clear error.
