@@ -224,3 +224,15 @@ def test_an_autoencoder_is_healthy_not_a_leak():
         **{**scenario["options"], "steps": 300},
     )
     assert history.findings == []
+
+
+def test_an_encoder_decoder_autoencoder_reads_the_whole_window_by_design():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 1))
+    repeated = keras.layers.RepeatVector(8)(keras.layers.LSTM(4)(inputs))
+    outputs = keras.layers.Dense(1)(keras.layers.LSTM(4, return_sequences=True)(repeated))
+    model = keras.Model(inputs, outputs)
+    x = windows(200, steps=8, features=1)
+    assert codes(dx.check_data(x, x, model=model, overfit_check=False)) == []
+    forecast = np.concatenate([x[:, 1:], x[:, :1]], axis=1)  # not the input: a look-ahead
+    assert "lookahead_leak" in codes(dx.check_data(x, forecast, model=model, overfit_check=False))
