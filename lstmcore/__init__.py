@@ -38,7 +38,7 @@ _MODULES = (
     "keras",
 )
 
-__all__ = sorted([*_EXPORTS, *_MODULES])
+__all__ = [*_EXPORTS, *_MODULES]  # noqa: PLE0604 - the names are strings
 
 
 def __getattr__(name):
@@ -53,4 +53,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return __all__
+    return sorted(__all__)
