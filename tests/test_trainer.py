@@ -148,3 +148,12 @@ def test_messages_go_through_the_lstmcore_logger(tmp_path, caplog, capsys):
     messages = [r.getMessage() for r in caplog.records if r.name == "lstmcore"]
     assert any(m.startswith("lstmcore: logging to ") for m in messages)
     assert "logging to" not in capsys.readouterr().out  # progress=False prints nothing
+
+
+def test_a_keras_schedule_as_learning_rate_is_the_rate_used():
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=1, decay_rate=0.5)
+    history = lstmcore.train(
+        make_model(), make_data(), steps=3, batch_size=8, learning_rate=schedule, logdir=None,
+        **QUIET,
+    )  # fmt: skip
+    np.testing.assert_allclose(history["learning_rate"], [1e-2, 5e-3, 2.5e-3], rtol=1e-6)
