@@ -35,13 +35,11 @@ from lstmcore.errors import ConfigError
 
 TF_CONFIG = "TF_CONFIG"
 ROLES = ("chief", "worker")
-# How long a silent worker is waited for before the job is stopped on every other worker, and
-# how long each worker waits for all of them to start (options of make_strategy). TensorFlow's
-# heartbeat default is 10 s. Longer notices a lost worker later (about twice the timeout,
+# How long a silent worker is waited for before the job is stopped on every other worker (an
+# option of make_strategy). TensorFlow's heartbeat default is 10 s. Longer notices a lost worker later (about twice the timeout,
 # measured above); shorter stops the job for a machine paused briefly (swapping, a network
 # blip). Heartbeats did not lapse during traces of several seconds in the tests (10 s there).
 DEFAULT_PEER_TIMEOUT = 30.0
-DEFAULT_STARTUP_TIMEOUT = 600.0
 WORKER_TEMP_PREFIX = "workertemp_"
 
 
@@ -201,20 +199,20 @@ def wants_multi_worker(text: str | None = None) -> bool:
 def make_strategy(
     *,
     peer_timeout: float = DEFAULT_PEER_TIMEOUT,
-    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
     tf_config: str | None = None,
 ):
     """Creates ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG``, with timeouts.
 
     Call it at the start of the program, before any other TensorFlow operation runs
     (TensorFlow configures its collectives once per process). Every worker runs the same
-    program with its own ``TF_CONFIG``; each waits for all the others to start.
+    program with its own ``TF_CONFIG``; each waits for all the others to start, without a
+    time limit (TensorFlow's coordination service was given a registration timeout in a test
+    here and still waited past it, so none is offered).
 
     Args:
       peer_timeout: seconds a worker may stop answering (no heartbeat) before the job is
         stopped on every other worker with an error; a lost worker (dead, hung or cut off)
         is noticed within about twice this.
-      startup_timeout: seconds to wait for every worker of the cluster to start.
       tf_config: the ``TF_CONFIG`` text; None reads the environment. Given, it is also set
         in the environment (TensorFlow's resolver reads it there).
 
@@ -227,7 +225,6 @@ def make_strategy(
     from lstmcore import config
 
     peer_timeout = config.number("peer_timeout", peer_timeout, positive=True)
-    startup_timeout = config.number("startup_timeout", startup_timeout, positive=True)
     cluster = read_tf_config(tf_config)
     if cluster is None:
         raise ConfigError(
@@ -239,18 +236,16 @@ def make_strategy(
         os.environ[TF_CONFIG] = tf_config
     import tensorflow as tf
 
-    _configure_coordination_service(cluster, peer_timeout, startup_timeout)
+    _configure_coordination_service(cluster, peer_timeout)
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def _configure_coordination_service(
-    cluster: ClusterConfig, peer_timeout: float, startup_timeout: float
-) -> None:
-    """Sets the coordination service's timeouts before the strategy starts it.
+def _configure_coordination_service(cluster: ClusterConfig, peer_timeout: float) -> None:
+    """Sets the coordination service's heartbeat timeout before the strategy starts it.
 
     The strategy configures the service only when nothing has (TensorFlow 2.21,
-    ``CollectiveAllReduceExtended._initialize_multi_worker``), with the default timeouts; this
-    configures it the same way (leader, jobs) with ours. A TensorFlow private: if it is gone,
+    ``CollectiveAllReduceExtended._initialize_multi_worker``), with the default heartbeat timeout;
+    this configures it the same way (leader, jobs) with ours. A TensorFlow private: if it is gone,
     TensorFlow's defaults apply.
     """
     try:
@@ -271,7 +266,6 @@ def _configure_coordination_service(
         service_type="standalone",
         service_leader=multi_worker_util.coordination_leader(cluster.cluster),
         heartbeat_timeout_in_ms=int(peer_timeout * 1000),
-        cluster_register_timeout_in_ms=int(startup_timeout * 1000),
         coordinated_jobs=jobs,
     )
 

@@ -369,9 +369,10 @@ class Trainer:
             try:
                 while self.step < boundary and self.stop_reason is None:
                     self._call(min(self.steps_per_execution, boundary - self.step))
-                    if (
-                        self._pending_steps >= self.flush_every
-                        or time.monotonic() - self._last_flush >= 1.0
+                    # Several workers flush at the same steps (what the actions decide at a
+                    # flush, such as the non-finite policy's restore, must agree): no clock.
+                    if self._pending_steps >= self.flush_every or (
+                        not self.context.multi_worker and time.monotonic() - self._last_flush >= 1.0
                     ):
                         self.flush()
                 if self.step == boundary:
