@@ -123,15 +123,21 @@ def naive_forecasts(
     return predictions, notes
 
 
-def model_predictions(model, inputs: Any, batch_size: int = 256) -> np.ndarray:
-    """The model's predictions in inference mode, in batches, flat: float32 `[W, outputs]`."""
+def model_predictions(
+    model, inputs: Any, batch_size: int = 256, *, keep_shape: bool = False
+) -> np.ndarray:
+    """The model's predictions in inference mode, in batches: float32 `[W, outputs]`.
+
+    Flat by default; `keep_shape=True` keeps the model's own layout (`[W, T, C]` per step),
+    which a loss over the last axis (cross-entropy per step) needs.
+    """
     x = np.asarray(inputs, np.float32)
     parts = [
         np.asarray(model(tf.constant(x[i : i + batch_size]), training=False), np.float32)
         for i in range(0, len(x), batch_size)
     ]
     out = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
-    return out.reshape(len(x), -1)
+    return out if keep_shape else out.reshape(len(x), -1)
 
 
 def score(
@@ -185,7 +191,10 @@ def score(
     if len(y) == 0:
         result.update(ratios={}, notes=["no windows to score"])
         return result
-    model_outputs = None if model is None else model_predictions(model, inputs)
+    model_outputs = None if model is None else model_predictions(model, inputs, keep_shape=True)
+    layout = None if model_outputs is None else model_outputs.shape[1:]
+    if model_outputs is not None:
+        model_outputs = model_outputs.reshape(len(model_outputs), -1)
     if model_outputs is not None and model_outputs.shape != y.shape:
         # A classifier's probabilities [W, K] against labels [W, 1]: no naive forecast.
         result.update(
@@ -200,9 +209,9 @@ def score(
         return result
     for name in BASELINES:
         if name in predictions:
-            result[name] = _loss(loss_fn, y, predictions[name])
+            result[name] = _loss(loss_fn, y, predictions[name], layout)
     if model_outputs is not None:
-        result["model"] = _loss(loss_fn, y, model_outputs)
+        result["model"] = _loss(loss_fn, y, model_outputs, layout)
     result["ratios"] = {
         name: (result["model"] / result[name] if result[name] > 0 else math.inf)
         for name in BASELINES
@@ -301,7 +310,12 @@ def detect_season(values: Any, *, max_lag: int) -> int | None:
     return None
 
 
-def _loss(loss_fn, targets: np.ndarray, predictions: np.ndarray) -> float:
+def _loss(loss_fn, targets: np.ndarray, predictions: np.ndarray, layout=None) -> float:
+    # Both in the model's own layout ([W, T, C]) when known: a per-step cross-entropy sums
+    # over C, not over T * C.
+    if layout is not None and int(np.prod(layout)) == predictions.shape[1] == targets.shape[1]:
+        targets = targets.reshape(len(targets), *layout)
+        predictions = np.asarray(predictions).reshape(len(predictions), *layout)
     return float(probes_lib.mean_loss(loss_fn, tf.constant(targets), tf.constant(predictions)))
 
 

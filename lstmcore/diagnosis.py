@@ -1394,7 +1394,7 @@ def check_fit(
     ty, vy = ty.reshape(len(ty), -1), vy.reshape(len(vy), -1)
     # First the cheap look (predictions only): a healthy run stops here.
     scored_x, scored_y = vx[:1024], vy[:1024]
-    predictions = baselines_lib.model_predictions(model, scored_x)
+    predictions = baselines_lib.model_predictions(model, scored_x, keep_shape=True)
     # Losses see the targets in the model's own layout ([N, T * C] -> [N, T, C]); the
     # statistics below keep them flat, one column per output value.
     output_shape = predictions.shape
@@ -1583,7 +1583,7 @@ def check_fit(
         probes_lib.mean_loss(
             fn,
             tf.constant(held_trial[1]),
-            tf.constant(baselines_lib.model_predictions(model, held_trial[0])),
+            tf.constant(baselines_lib.model_predictions(model, held_trial[0], keep_shape=True)),
         )
     )
     context_trial = None

@@ -62,6 +62,10 @@ IMBALANCE_ALPHA = 0.01  # chi-square level of "the classes are unequal"
 PACF_ALPHA = 0.01  # family-wise level of "a lag beyond the window matters"
 PACF_MIN = 0.1  # ...and its partial autocorrelation must be at least this large
 STRUCTURAL_SCORE = 0.85  # a setup that cannot work, found before training
+# Keras's default learning rate per optimizer: a rate below it is "low" by the library's own
+# convention; at or above it, a run that needs more progress needs more steps.
+DEFAULT_RATES = {"sgd": 1e-2}
+DEFAULT_RATE = 1e-3
 BEATS_MEAN = 0.95  # a fixed copy confirms only below this share of the mean's loss (it learnt)
 
 SHAPE_ONLY = ("Reshape", "Flatten", "Dropout", "Permute", "SpatialDropout1D", "GaussianNoise")
@@ -400,7 +404,9 @@ def classification_scores(
             "sparse" not in loss_name(loss)
         ):
             return None  # regression targets whatever the model's layout: no forward pass
-        predictions = baselines_lib.model_predictions(model, np.asarray(inputs, np.float32))
+        predictions = baselines_lib.model_predictions(
+            model, np.asarray(inputs, np.float32), keep_shape=True
+        )
     labels = read_labels(targets, predictions.shape, loss)
     if labels is None:
         return None
@@ -963,7 +969,9 @@ def class_collapse_finding(scores: dict, score: float):
 def _loss_of(model, held_out, fn) -> float:
     from lstmcore import baselines as baselines_lib
 
-    predictions = baselines_lib.model_predictions(model, np.asarray(held_out[0], np.float32))
+    predictions = baselines_lib.model_predictions(
+        model, np.asarray(held_out[0], np.float32), keep_shape=True
+    )
     value = float(
         probes_lib.mean_loss(fn, tf.constant(np.asarray(held_out[1], np.float32)), predictions)
     )
@@ -1113,15 +1121,26 @@ def _continue(context, fn, control_loss, mean_loss, run_steps, steps) -> Outcome
         # smallest change that works.
         return Outcome(True, f"{outcome.text}; {faster_text}", outcome.gain)
     if np.isfinite(faster.loss) and _fix_works(faster, control_loss, mean_loss):
-        # More steps at the same rate do not help within the trial, ten times the rate does:
-        # the rate held the run back, not its length.
+        # More progress from the trained weights clearly helps (ten times the rate makes in
+        # the trial's steps the progress of ten times the steps). Below the optimizer's
+        # default rate, the rate is what held the run back; at or above it, the length.
         gain = max(0.0, 1 - faster.loss / control_loss) if np.isfinite(control_loss) else 1.0
+        default = DEFAULT_RATES.get(context.setting.optimizer, DEFAULT_RATE)
+        if rate < default:
+            return Outcome(
+                True,
+                f"{outcome.text}, not clearly better; {faster_text}, clearly better, and the "
+                f"run's rate is below {context.setting.optimizer}'s default {default:g}: the "
+                "rate, not the length, held the run back",
+                gain,
+                code="learning_rate_too_low",
+            )
         return Outcome(
             True,
-            f"{outcome.text}, not clearly better; {faster_text}, clearly better: the rate, not "
-            "the length, held the run back",
+            f"{outcome.text}; {faster_text}, clearly better: more progress from the trained "
+            f"weights helps, and the run's rate is not below {context.setting.optimizer}'s "
+            f"default {default:g}, so the run needs more steps",
             gain,
-            code="learning_rate_too_low",
         )
     return Outcome(False, f"{outcome.text}; {faster_text}", outcome.gain)
 
