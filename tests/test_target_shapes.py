@@ -89,3 +89,24 @@ def test_match_shape_leaves_sparse_labels_alone():
     assert probes.match_shape(labels, scores) is labels
     flat = tf.zeros([4, 6])
     assert probes.match_shape(flat, tf.zeros([4, 2, 3])).shape == (4, 2, 3)
+
+
+def test_baselines_score_a_per_step_cross_entropy_per_step():
+    from lstmcore import baselines
+
+    keras.utils.set_random_seed(2)
+    x = windows(32)
+    one_hot = np.eye(3, dtype=np.float32)[np.random.default_rng(2).integers(0, 3, (32, STEPS))]
+    model = keras.Sequential(
+        [
+            keras.Input((STEPS, FEATURES)),
+            keras.layers.LSTM(4, return_sequences=True),
+            keras.layers.Dense(3, activation="sigmoid"),
+        ]
+    )
+    expected = float(
+        tf.reduce_mean(keras.losses.categorical_crossentropy(one_hot, model(x, training=False)))
+    )
+    result = baselines.score(model, x, one_hot, "categorical_crossentropy", data_report=None)
+    assert result["model"] == pytest.approx(expected, rel=1e-2)  # not T = 10 times it
+    assert result["mean"] < 1.2  # about ln 3 per step, not T times it
