@@ -93,7 +93,7 @@ def test_windows_records_a_given_or_detected_season():
     assert data.windows(series, input_steps=10, season="auto").report["season"] == 7
     assert data.windows(series, input_steps=10, season=5).report["season"] == 5
     assert data.windows(series, input_steps=10).report["season"] is None
-    with pytest.raises(ValueError, match="season must be >= 2"):
+    with pytest.raises(ValueError, match="season must be an integer >= 2"):
         data.windows(series, input_steps=10, season=1)
 
 
