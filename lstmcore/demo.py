@@ -25,7 +25,9 @@ from lstmcore import data, models
 INPUT_STEPS = 48  # two days of hourly values
 UNITS = 32
 BATCH_SIZE = 64
-DEFAULT_STEPS = 400  # per run; 39 s for both runs and their diagnosis (one timed run, 2 idle CPU cores)
+DEFAULT_STEPS = (
+    400  # per run; 39 s for both runs and their diagnosis (one timed run, 2 idle CPU cores)
+)
 
 
 def load_series(num_hours: int = 4000, seed: int = 7) -> data.Series:

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from lstmcore import diagnosis, monitor, probes, runs, step
 from lstmcore import writer as writer_lib
+from lstmcore.errors import ConfigError
 from lstmcore.inputs import PreparedData, prepare
 from lstmcore.inputs import build_and_check as _build_and_check
 from lstmcore.kernel_report import cudnn_report
@@ -125,14 +126,14 @@ class Diagnose(keras.callbacks.Callback):
             or not isinstance(probe_every, (int, np.integer))
             or probe_every <= 0
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"probe_every must be a positive integer, 'auto' or None; got {probe_every!r}"
             )
         if stop_on is not None and stop_on not in STOP_ON:
-            raise ValueError(f"stop_on must be one of {STOP_ON} or None; got {stop_on!r}")
+            raise ConfigError(f"stop_on must be one of {STOP_ON} or None; got {stop_on!r}")
         diagnosis._trial_steps(budget, 0, 1)  # raises ValueError naming budget
         if not isinstance(verbose, bool):
-            raise ValueError(f"verbose must be True or False; got {verbose!r}")
+            raise ConfigError(f"verbose must be True or False; got {verbose!r}")
         if log_dir is not None:
             log_dir = os.fspath(log_dir)
             runs.check_logdir(log_dir)
@@ -158,7 +159,7 @@ class Diagnose(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         strategy = self.model.distribute_strategy
         if isinstance(strategy, REFUSED_STRATEGIES):
-            raise ValueError(
+            raise ConfigError(
                 "lstmcore.keras.Diagnose supports the default, OneDevice and Mirrored "
                 f"strategies (one machine); got {type(strategy).__name__}. Leave the callback "
                 "out of this fit and diagnose the saved model: lstmcore diagnose --model"
