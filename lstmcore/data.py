@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from lstmcore import config, target_forms
 from lstmcore.errors import ConfigError, DataError
+from lstmcore.inputs import epoch_batches
 
 logger = logging.getLogger("lstmcore.data")
 
@@ -283,8 +284,9 @@ class WindowedData:
     window's own statistics; `inverse_transform_targets` undoes both.
 
     Attributes:
-        train: Training batches, shuffled each epoch (deterministically, from `seed`) unless
-            `shuffle_train=False`.
+        train: Training batches, shuffled (deterministically, from `seed`) unless
+            `shuffle_train=False`; every pass over it yields the same order, so a resumed
+            run sees the same batches as an uninterrupted one.
         validation: Validation batches in time order.
         test: Test batches in time order.
         scaler: The `Scaler` applied to every column, or None when `normalize=None`.
@@ -475,9 +477,10 @@ def windows(
             a precomputed one (for example from an earlier run, via `Scaler.from_dict`);
             None to feed raw values (not recommended for LSTMs).
         batch_size: Windows per batch, >= 1; the last batch of a split may be smaller.
-        shuffle_train: Whether to shuffle the training windows, reshuffled each epoch.
+        shuffle_train: Whether to shuffle the training windows (one seeded order, the same
+            on every pass, so that a resume is exact).
         seed: Seed of the training shuffle; the same seed gives the same order in every run
-            (TensorFlow's global seed, when one is set, also enters it).
+            (a stateless shuffle: TensorFlow's global seed does not enter it).
         season: The season length in rows (e.g. 12 for monthly data with a yearly cycle),
             for the seasonal naive baseline (`lstmcore.baselines`); "auto" detects it from
             the training rows of the first target column (`baselines.detect_season`, up to
@@ -1054,12 +1057,20 @@ def _make_dataset(
         targets = tf.reshape(targets, [-1, target_width])
         return target_forms.to_target_form(inputs, targets, target_mode, target_features, horizon)
 
-    dataset = tf.data.Dataset.from_tensor_slices(starts)
-    if shuffle:
-        # A full-size buffer of int64 starts is a true uniform shuffle at a few MB.
-        dataset = dataset.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    dataset = dataset.map(gather_windows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Batches of window indices from a stateless shuffle of (seed, epoch 0): every pass over
+    # the dataset is the same seeded order, so a resumed run (an iterator restored from a
+    # checkpoint, even at an epoch boundary, in another process) sees exactly the batches of
+    # an uninterrupted one. A stateful Dataset.shuffle(reshuffle_each_iteration=True) does
+    # not restore its next epoch's order across processes.
+    starts = tf.constant(starts, dtype=tf.int64)
+    dataset = epoch_batches(
+        int(starts.shape[0]), batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=False
+    ).apply(tf.data.experimental.assert_cardinality(-(-int(starts.shape[0]) // batch_size)))
+    dataset = dataset.map(
+        lambda indices: gather_windows(tf.gather(starts, indices)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
