@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from lstmcore import baselines as baselines_lib
 from lstmcore import interventions as interventions_lib
+from lstmcore import optimizers as optimizers_lib
 from lstmcore import probes as probes_lib
 from lstmcore import runs as runs_lib
 from lstmcore import setup_checks as setup_lib
@@ -65,7 +66,19 @@ NO_SIGNAL_SCORE = 0.6
 SUSPECTED_SCORE = 0.55
 SYMPTOM_SCORE = 0.4
 
+# Optimizers whose step moves each weight by about the learning rate at most. Adaptivity is
+# decided from the optimizer's class where one is known (`is_adaptive`: lstmcore's fused Adam
+# and AdamW, and optimizers users register in `lstmcore.optimizers.OPTIMIZERS`, subclass
+# these); the names are the fallback for a name that resolves to no class.
 ADAPTIVE_OPTIMIZERS = ("adam", "adamw", "rmsprop", "nadam", "adagrad", "adamax", "lion")
+ADAPTIVE_OPTIMIZER_CLASSES = (
+    keras.optimizers.Adam,  # AdamW and lstmcore.optimizers.Adam / AdamW subclass it
+    keras.optimizers.RMSprop,
+    keras.optimizers.Nadam,
+    keras.optimizers.Adagrad,
+    keras.optimizers.Adamax,
+    keras.optimizers.Lion,
+)
 CAUSES = (
     "nonfinite_data",
     "unnormalised_inputs",
@@ -945,6 +958,33 @@ def _history_from_run(run_dir: str) -> tuple[dict, dict, dict]:
 # --------------------------------------------------------------------------------------------
 
 
+def is_adaptive(optimizer) -> bool:
+    """Whether `optimizer` moves each weight by about the learning rate at most (Adam-like).
+
+    Args:
+        optimizer: a Keras optimizer or optimizer class, or a name: one registered in
+            `lstmcore.optimizers.OPTIMIZERS` (its factory's class, or the class of what the
+            factory returns, decides) or a Keras class name such as "Adam" (as the Keras
+            callback records it); otherwise the name is looked up in `ADAPTIVE_OPTIMIZERS`.
+    """
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return isinstance(optimizer, ADAPTIVE_OPTIMIZER_CLASSES)
+    if isinstance(optimizer, type):
+        return issubclass(optimizer, ADAPTIVE_OPTIMIZER_CLASSES)
+    name = str(optimizer)
+    if name in optimizers_lib.OPTIMIZERS:
+        factory = optimizers_lib.OPTIMIZERS.get(name)
+        if isinstance(factory, type):
+            return issubclass(factory, ADAPTIVE_OPTIMIZER_CLASSES)
+        try:
+            made = factory(1e-3)
+        except Exception:  # noqa: BLE001 - a factory that needs more falls back to the name
+            made = None
+        if isinstance(made, keras.optimizers.Optimizer):
+            return isinstance(made, ADAPTIVE_OPTIMIZER_CLASSES)
+    return name.lower() in ADAPTIVE_OPTIMIZERS
+
+
 def check_updates(history: dict, params: dict) -> list[Finding]:
     """Training that could not move the weights: a learning rate (times steps) far too small.
 
@@ -958,7 +998,7 @@ def check_updates(history: dict, params: dict) -> list[Finding]:
     if not lr.size or not losses.size:
         return []
     optimizer = str(params.get("optimizer", "adam")).lower()
-    if optimizer in ADAPTIVE_OPTIMIZERS:
+    if is_adaptive(params.get("optimizer", "adam")):
         budget = float(lr.sum())
         how = "sum of the learning rate over all steps"
     else:

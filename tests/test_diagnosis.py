@@ -275,6 +275,28 @@ def test_sgd_update_budget_uses_the_gradient_norm():
     assert dx.check_updates(history, {"optimizer": "SGD"}) == []
 
 
+def _registered_adam(learning_rate):
+    return keras.optimizers.Adam(learning_rate)
+
+
+def test_update_budget_treats_fused_and_registered_adam_as_adaptive():
+    # An SGD-style budget (rate x gradient norm) flags these; the Adam budget (sum of rates,
+    # 1e-2 here) does not: fused Adam/AdamW and a user's registered Adam are Adam.
+    from lstmcore import optimizers
+
+    optimizers.OPTIMIZERS.register("diagnosis_test_adam")(_registered_adam)
+    history = {
+        "learning_rate": np.full(10, 1e-3),
+        "grad_norm_after_clip": np.full(10, 0.01),
+        "loss": np.ones(10),
+    }
+    for name in ("fused_adam", "fused_adamw", "diagnosis_test_adam", "AdamW"):
+        assert dx.check_updates(history, {"optimizer": name}) == [], name
+    assert dx.is_adaptive(optimizers.AdamW(1e-3))
+    assert not dx.is_adaptive(keras.optimizers.SGD(1e-3))
+    assert codes(dx.check_updates(history, {"optimizer": "sgd"})) == ["learning_rate_too_low"]
+
+
 def test_findings_are_ranked_and_deduplicated():
     low = dx.Finding("a", "t", "c", "e", "f", 0.3)
     high = dx.Finding("b", "t", "c", "e", "f", 0.9)
