@@ -35,6 +35,7 @@ from lstmcore import probes as probes_lib
 from lstmcore import runs as runs_lib
 from lstmcore import setup_checks as setup_lib
 from lstmcore import writer as writer_lib
+from lstmcore.errors import DataError
 
 # Thresholds (docs/diagnosis.md explains each).
 SCALE_LIMIT = 10.0  # |mean| or std of a feature above this: not normalised
@@ -888,7 +889,7 @@ def find_run_dir(logdir: str) -> str:
     """The run directory to read: `logdir` itself if it holds event files, else its newest run.
 
     Raises:
-      ValueError: when no event files are found.
+      DataError: when no event files are found.
     """
     if glob.glob(os.path.join(glob.escape(logdir), "events.out.tfevents.*")):
         return logdir
@@ -898,7 +899,7 @@ def find_run_dir(logdir: str) -> str:
         if glob.glob(os.path.join(glob.escape(d), "events.out.tfevents.*"))
     ]
     if not runs:
-        raise ValueError(
+        raise DataError(
             f"logdir {logdir!r} holds no TensorBoard event files (events.out.tfevents.*), "
             "directly or in a run directory below it"
         )

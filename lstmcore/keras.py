@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from lstmcore import diagnosis, monitor, probes, runs, step
 from lstmcore import writer as writer_lib
-from lstmcore.errors import ConfigError
+from lstmcore.errors import ConfigError, DataError
 from lstmcore.inputs import PreparedData, prepare
 from lstmcore.inputs import build_and_check as _build_and_check
 from lstmcore.kernel_report import cudnn_report
@@ -242,7 +242,7 @@ class Diagnose(keras.callbacks.Callback):
     def _compiled_loss(self):
         loss = getattr(self.model, "loss", None)
         if loss is None or isinstance(loss, (dict, list, tuple)):
-            raise ValueError(
+            raise ConfigError(
                 "the checks need the model compiled with one loss (a name or a callable); got "
                 f"{loss!r}"
             )
@@ -414,25 +414,26 @@ def load_model(path: str | os.PathLike) -> keras.Model:
       The model, compiled as it was saved (when it was).
 
     Raises:
-      ValueError: for a path that is not an existing ``.keras`` file, or a file Keras cannot
-        load safely (its message says why).
+      ConfigError: for a path that is not an existing ``.keras`` file.
+      DataError: for a file Keras cannot load safely (its message says why; Keras's error is
+        chained).
     """
     from lstmcore import layers, models, optimizers, schedules  # noqa: F401 - registrations
 
     path = os.fspath(path)
     if not path.endswith(".keras"):
-        raise ValueError(
+        raise ConfigError(
             f"model must be a .keras file (Keras 3's format, loaded with safe_mode=True); got "
             f"{path!r}. Re-save it with model.save('model.keras')"
         )
     if not os.path.isfile(path):
-        raise ValueError(f"model {path!r} does not exist or is not a file")
+        raise ConfigError(f"model {path!r} does not exist or is not a file")
     try:
         return keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:  # noqa: BLE001 - Keras's own message says what is in the way
-        raise ValueError(
+    except Exception as error:  # Keras's own message says what is in the way
+        raise DataError(
             f"model {path!r} could not be loaded with safe_mode=True: {error}"
-        ) from None
+        ) from error
 
 
 def check_model_on_data(model, data, *, name: str) -> None:

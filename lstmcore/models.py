@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from lstmcore import target_forms
+from lstmcore.errors import ConfigError
 
 
 def forecaster(
@@ -54,12 +55,12 @@ def forecaster(
         ("layers", layers),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            raise ConfigError(f"{name} must be a positive integer; got {value!r}")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        raise ConfigError(f"dropout must be in [0, 1); got {dropout!r}")
     target_forms.check_target_mode(target_mode)
     if target_features is not None and outputs != horizon * len(target_features):
-        raise ValueError(
+        raise ConfigError(
             f"outputs must be horizon * targets = {horizon} * {len(target_features)}; got {outputs}"
         )
     lstms = [

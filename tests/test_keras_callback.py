@@ -299,3 +299,21 @@ def test_a_relu_head_is_named_by_the_fit_callback_as_by_train():
     net.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
     assert codes(callback.findings)[0] == "output_cannot_reach_targets"
     assert "relu" in callback.findings[0].evidence
+
+
+def test_bad_model_options_and_files_raise_typed_errors(tmp_path):
+    from lstmcore import diagnosis, models
+
+    with pytest.raises(lstmcore.ConfigError, match="units must be a positive integer; got 0"):
+        models.forecaster(input_steps=4, features=1, outputs=1, units=0)
+    with pytest.raises(lstmcore.ConfigError, match=r"dropout must be in \[0, 1\); got 1.5"):
+        models.forecaster(input_steps=4, features=1, outputs=1, dropout=1.5)
+    with pytest.raises(lstmcore.ConfigError, match="must be a .keras file"):
+        lstmcore_keras.load_model(tmp_path / "model.h5")
+    with pytest.raises(lstmcore.ConfigError, match="does not exist or is not a file"):
+        lstmcore_keras.load_model(tmp_path / "missing.keras")
+    (tmp_path / "broken.keras").write_text("not a zip file")
+    with pytest.raises(lstmcore.DataError, match="could not be loaded with safe_mode=True"):
+        lstmcore_keras.load_model(tmp_path / "broken.keras")
+    with pytest.raises(lstmcore.DataError, match="holds no TensorBoard event files"):
+        diagnosis.find_run_dir(str(tmp_path))
