@@ -22,6 +22,7 @@ References:
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -29,6 +30,8 @@ import numpy as np
 import tensorflow as tf
 
 from lstmcore import probes as probes_lib
+
+log = logging.getLogger("lstmcore")
 
 BASELINES = ("persistence", "seasonal_naive", "mean")
 # A detected season's autocorrelation must reach this, and rise this far above the trough.
@@ -341,7 +344,10 @@ def report_after_training(
     step: int,
     progress: bool,
 ) -> dict[str, Any]:
-    """Scores the trained model against the baselines, prints the skill line, logs it.
+    """Scores the trained model against the baselines and reports the skill line.
+
+    With `progress`, the line (and the verdict, when the model is worse than a baseline) goes
+    to the `lstmcore` logger at INFO; `train(progress=True)` shows that logger on stdout.
 
     The held-out windows are scored when there are any, else the training windows (the
     line then says "train"). Written to TensorBoard under `val/` (next to `val/loss`) at
@@ -382,9 +388,11 @@ def report_after_training(
         result["classification"] = {k: v for k, v in classes.items() if k != "labels"}
         line += "\n" + classification_line(split, classes)
     if progress:
-        print(line)
+        # Through the lstmcore logger, as the trainer's own messages: during train(progress=
+        # True) its console handler shows them on stdout, above the progress bar.
+        log.info(line)
         if warning:
-            print(warning)
+            log.info(warning)
     if run_dir is not None and result.get("model") is not None and split == "validation":
         with RunWriter(run_dir, []) as writer:
             for name, tag in SCALAR_TAGS.items():

@@ -179,3 +179,25 @@ def test_per_step_targets_get_the_mean_baseline():
     result = baselines.score(model, x, x, "mse", train_targets=x)
     assert result["mean"] == pytest.approx(float(np.mean((x - x.mean(axis=0)) ** 2)), rel=1e-5)
     assert set(result["ratios"]) == {"mean"}
+
+
+def test_the_skill_line_goes_through_the_lstmcore_logger(caplog):
+    # Not print: the trainer shows the lstmcore logger above its progress bar, and a user's
+    # logging configuration (a file, a level) applies to the line too.
+    t = np.arange(200, dtype=np.float32)
+    windowed = data.windows(np.sin(t / 4), input_steps=8)
+    model = models.forecaster(8, 1, 1, units=4)
+    with caplog.at_level("INFO", logger="lstmcore"):
+        result = baselines.report_after_training(
+            model,
+            "mse",
+            train_arrays=windowed.arrays("train"),
+            validation_arrays=windowed.arrays("validation"),
+            data_report=windowed.to_dict(),
+            run_dir=None,
+            step=0,
+            progress=True,
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "lstmcore"]
+    assert any(line.startswith("validation: model") for line in lines), lines
+    assert f"{result['ratios']['persistence']:.3g} x persistence" in lines[0]
