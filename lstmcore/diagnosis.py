@@ -1796,7 +1796,7 @@ def _try_setup_fix(suspect, context, loss, control_loss, mean_loss, run_steps, s
     "suspected".
     """
     kind, base = suspect.kind, suspect.base
-    outcome, failure = None, None
+    outcome, failure, not_tried = None, None, ""
     if context is not None and steps > 0:
         try:
             outcome = setup_lib.try_fix(
@@ -1808,6 +1808,8 @@ def _try_setup_fix(suspect, context, loss, control_loss, mean_loss, run_steps, s
                 run_steps=run_steps or None,
                 steps=steps,
             )
+        except setup_lib.FixNotTried as note:  # the data cannot take the fix: a plain note
+            not_tried = f" Not tried: {note}."
         except Exception as error:  # noqa: BLE001 - a fix that cannot be tried is said
             failure = check_failed(f"trying the fix for {kind.code} on a copy", error)
 
@@ -1837,7 +1839,7 @@ def _try_setup_fix(suspect, context, loss, control_loss, mean_loss, run_steps, s
             ),
             failure,
         )
-    tried = f" Not confirmed: {outcome.text}." if outcome is not None else ""
+    tried = f" Not confirmed: {outcome.text}." if outcome is not None else not_tried
     if base is not None:
         return (
             dataclasses.replace(

@@ -825,6 +825,14 @@ class Suspect:
     base: object = None  # the structural finding it came from, if any
 
 
+class FixNotTried(Exception):
+    """The suspect's fix cannot be tried on the trial's windows; the message says why, plainly.
+
+    Not a failure of the check: the diagnosis adds the message to the suspect's evidence
+    ("Not tried: ...") instead of reporting a check that could not run.
+    """
+
+
 @dataclasses.dataclass
 class Outcome:
     """What trying a suspect's fix showed."""
@@ -1150,10 +1158,20 @@ def _longer_window(suspect, context, fn, loss, mean_loss, run_steps, steps) -> O
     old = int(np.shape(context.train[0])[1])
     new = int(suspect.context["steps_needed"])
     pieces = []
-    for x, y in (context.train, context.held_out):
+    for split, (x, y) in (("training", context.train), ("held-out", context.held_out)):
         series = stitched_series(x)
-        if series is None or len(series) < new + 10:
-            raise interventions_lib.CopyError("the windows cannot be stitched into a series")
+        if series is None:
+            # The trial's training windows are a sample of at most TRIAL_TRAIN_WINDOWS, and
+            # windows cut with a stride above 1 share no rows: neither gives back a series.
+            raise FixNotTried(
+                f"the trial's {len(x)} {split} windows are not consecutive stride-1 windows, "
+                f"so no {new}-step windows can be cut from them"
+            )
+        if len(series) < new + 10:
+            raise FixNotTried(
+                f"the {len(x)} {split} windows span {len(series)} rows, too few for {new}-step "
+                f"windows (the trial needs at least {new + 10})"
+            )
         extra = new - old
         count = len(x) - extra
         longer = np.stack([series[i : i + new] for i in range(count)]).astype(np.float32)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -183,6 +185,47 @@ def test_a_copy_on_longer_windows_keeps_the_architecture():
     replica = sc.copy_with(model, steps=15, sample_input=windows(steps=15))
     assert replica.input_shape == (None, 15, 2)
     assert replica.count_params() == model.count_params()
+
+
+def test_a_longer_window_that_the_held_out_rows_cannot_hold_is_a_note_not_a_failure():
+    # As lstmcore train --csv on a short series: 7 validation windows of 5 steps span 11 rows,
+    # too few for 15-step windows. The suspect keeps its evidence with a plain "Not tried"
+    # note, and no "check could not run" finding (it used to be a CopyError).
+    from lstmcore import interventions
+
+    series = np.sin(np.arange(80) / 3.0).astype(np.float32)[:, None]
+    x = np.stack([series[i : i + 5] for i in range(75)])
+    y = series[5:80]
+    model = model_with_head(None, steps=5, features=1)
+    context = interventions.Context(
+        model=model,
+        train=(x[:60], y[:60]),
+        held_out=(x[68:], y[68:]),
+        setting=interventions.Setting(),
+        steps=4,
+    )
+    kind = sc.KINDS.get("window_too_short")()
+    suspect = sc.Suspect(kind, "lag 14 matters.", {"steps_needed": 15, "lag": 14})
+    with pytest.raises(sc.FixNotTried, match="7 held-out windows span 11 rows, too few"):
+        sc.try_fix(suspect, context, "mse", control_loss=1.0, mean_loss=1.0, run_steps=50, steps=4)
+    finding, failure = dx._try_setup_fix(suspect, context, "mse", 1.0, 1.0, 50, 4)
+    assert failure is None
+    assert finding.code == "window_too_short" and finding.confirmed is None
+    assert finding.evidence.endswith(
+        "Not tried: the 7 held-out windows span 11 rows, too few "
+        "for 15-step windows (the trial needs at least 25)."
+    )
+    sample = (x[:60:2], y[:60:2])  # not consecutive, as a trial's sample of many windows
+    with pytest.raises(sc.FixNotTried, match="30 training windows are not consecutive"):
+        sc.try_fix(
+            suspect,
+            dataclasses.replace(context, train=sample),
+            "mse",
+            control_loss=1.0,
+            mean_loss=1.0,
+            run_steps=50,
+            steps=4,
+        )
 
 
 def test_every_setup_kind_is_a_registry_entry_with_its_wording():
