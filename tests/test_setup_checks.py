@@ -164,6 +164,14 @@ def test_a_seasonal_dependence_beyond_the_window_is_found_and_noise_has_none():
     assert sc.significant_lags(noise, beyond=8, max_lag=40)[0] == []
 
 
+def test_a_short_sine_has_no_dependence_beyond_a_short_window():
+    # A sine is an exact AR(2); on 55 rows the adjusted Yule-Walker estimate gave partial
+    # autocorrelations of -24.5, a false window_too_short on lstmcore train --csv.
+    lags, partial = sc.significant_lags(np.sin(np.arange(55) / 3.0), beyond=5, max_lag=15)
+    assert lags == []
+    assert np.all(np.abs(partial) <= 1.0)
+
+
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
 def test_relu_inside_a_recurrent_cell_is_reported_with_its_measured_state(cell):
     model = model_with_head(None, cell=cell, cell_activation="relu")
