@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
-from scipy import stats
 
 from lstmcore import _keras_compat, config
 from lstmcore import interventions as interventions_lib
@@ -640,7 +640,7 @@ def still_falling(losses, *, alpha: float = SLOPE_ALPHA) -> dict | None:
     sigma2 = float(np.dot(residual, residual)) / (m - 2)
     se = math.sqrt(max(sigma2, 1e-300) / float(np.dot(centred, centred)))
     t_value = slope / se
-    if t_value >= -stats.t.ppf(1 - alpha, m - 2):
+    if student_t_cdf(t_value, m - 2) >= alpha:  # one-sided: not significantly falling
         return None
     return {
         "slope": slope,
@@ -702,14 +702,55 @@ def stitched_series(inputs) -> np.ndarray | None:
     return np.concatenate([x[0], x[1:, -1]], axis=0)
 
 
+def partial_autocorrelation(series, max_lag: int) -> np.ndarray:
+    """Partial autocorrelations at lags ``0..max_lag`` (Yule-Walker, Durbin-Levinson).
+
+    The autocovariances are the biased (maximum-likelihood) ones, divided by ``n`` at every
+    lag, so every value stays inside [-1, 1] (statsmodels' ``pacf(method="ywm")``).
+    """
+    x = np.asarray(series, np.float64)
+    x = x - x.mean()
+    n = len(x)
+    acov = np.array([np.dot(x[: n - k], x[k:]) / n for k in range(max_lag + 1)])
+    partial = np.zeros(max_lag + 1)
+    partial[0] = 1.0
+    if acov[0] <= 0:
+        return partial
+    rho = acov / acov[0]
+    phi = np.zeros(0)
+    variance = 1.0
+    for k in range(1, max_lag + 1):
+        reflection = (rho[k] - np.dot(phi, rho[k - 1 : 0 : -1])) / variance
+        phi = np.concatenate([phi - reflection * phi[::-1], [reflection]])
+        variance *= 1.0 - reflection**2
+        partial[k] = reflection
+        if variance <= 1e-12:
+            break
+    return partial
+
+
+def student_t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom (regularized incomplete beta)."""
+    x = df / (df + t * t)
+    tail = 0.5 * float(tf.math.betainc(tf.constant(df / 2, tf.float64), 0.5, x))
+    return tail if t < 0 else 1.0 - tail
+
+
+def chi_square_uniform_p(counts) -> float:
+    """The p-value of Pearson's chi-square test that ``counts`` come from equal frequencies."""
+    counts = np.asarray(counts, np.float64)
+    expected = counts.mean()
+    statistic = float(np.sum((counts - expected) ** 2 / expected))
+    dof = len(counts) - 1
+    return float(tf.math.igammac(tf.constant(dof / 2, tf.float64), statistic / 2))
+
+
 def significant_lags(series, *, beyond: int, max_lag: int) -> tuple[list[int], np.ndarray]:
     """Lags in `(beyond, max_lag]` whose partial autocorrelation is significant.
 
     The band is `z / sqrt(n)` with `z` the Bonferroni-corrected two-sided normal quantile
     for `PACF_ALPHA` over all lags tested, and the value must also reach `PACF_MIN`.
     """
-    from statsmodels.tsa.stattools import pacf
-
     values = np.asarray(series, np.float64)
     n = len(values)
     max_lag = min(int(max_lag), n // 3)
@@ -717,8 +758,8 @@ def significant_lags(series, *, beyond: int, max_lag: int) -> tuple[list[int], n
         return [], np.zeros(0)
     # Yule-Walker with the biased (MLE) autocovariance: its estimates stay inside [-1, 1];
     # "ywadjusted" gave -24.5 at lag 11 of a 55-row sine, a false window_too_short.
-    partial = pacf(values - values.mean(), nlags=max_lag, method="ywm")
-    z = stats.norm.ppf(1 - PACF_ALPHA / (2 * max_lag))
+    partial = partial_autocorrelation(values, max_lag)
+    z = statistics.NormalDist().inv_cdf(1 - PACF_ALPHA / (2 * max_lag))
     band = max(z / math.sqrt(n), PACF_MIN)
     lags = [lag for lag in range(beyond + 1, max_lag + 1) if abs(partial[lag]) >= band]
     return lags, partial
@@ -892,22 +933,20 @@ def suspects_after_fit(
     if class_scores is not None and class_scores["collapsed"]:
         counts = np.asarray(class_scores["train_counts"], np.float64)
         counts = counts[counts > 0]
-        if len(counts) >= 2:
-            chi2 = stats.chisquare(counts)
-            if chi2.pvalue < IMBALANCE_ALPHA:
-                weights = {
-                    c: round(float(counts.sum() / (len(counts) * n)), 2)
-                    for c, n in enumerate(counts)
-                }
-                out.append(
-                    Suspect(
-                        CLASS_IMBALANCE,
-                        _class_text(class_scores)
-                        + f" Training classes {class_scores['train_counts']} (chi-square "
-                        f"against equal classes p = {chi2.pvalue:.2g}).",
-                        {"weights": weights},
-                    )
+        p_value = chi_square_uniform_p(counts) if len(counts) >= 2 else 1.0
+        if p_value < IMBALANCE_ALPHA:
+            weights = {
+                c: round(float(counts.sum() / (len(counts) * n)), 2) for c, n in enumerate(counts)
+            }
+            out.append(
+                Suspect(
+                    CLASS_IMBALANCE,
+                    _class_text(class_scores)
+                    + f" Training classes {class_scores['train_counts']} (chi-square "
+                    f"against equal classes p = {p_value:.2g}).",
+                    {"weights": weights},
                 )
+            )
     series = stitched_series(train[0])
     if series is not None and steps_per_window >= 2:
         lags, partial = _target_lags(series, train, steps_per_window)
@@ -933,7 +972,8 @@ def probes_lib_samples() -> int:
 
 def _band(n, max_lag, _lag) -> float:
     max_lag = max(1, min(int(max_lag), n // 3))
-    return max(stats.norm.ppf(1 - PACF_ALPHA / (2 * max_lag)) / math.sqrt(n), PACF_MIN)
+    z = statistics.NormalDist().inv_cdf(1 - PACF_ALPHA / (2 * max_lag))
+    return max(z / math.sqrt(n), PACF_MIN)
 
 
 def _target_lags(series, train, steps):
