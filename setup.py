@@ -33,7 +33,7 @@ setup(
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16,<3"],
         # ruff pinned: new releases add rules, and .ci/run fails on any finding.
-        "test": ["pytest>=7", "hypothesis>=6", "ruff==0.17.6"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "ruff==0.17.6"],
         "plot": ["matplotlib"],
     },
     entry_points={"console_scripts": ["lstmcore=lstmcore.cli:main"]},

@@ -103,7 +103,9 @@ def reference(tmp_path_factory):
     return weights(tmp_path / "reference.npz")
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
+# SIGKILL at a random moment is tests/test_kill_resume.py (and 30 tries in
+# benchmarks/kill_resume.py); here the preemption signal, which must save and exit cleanly.
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM])
 def test_a_killed_run_resumes_bit_identical(tmp_path, reference, stop_signal):
     reference_weights, reference_saved = reference
     child = start(tmp_path, "run", "first.npz")
