@@ -391,25 +391,42 @@ def check_iterator_checkpointable(iterator, *, name: str) -> None:
             tf.io.gfile.rmtree(folder)
 
 
-def open_run_dir(logdir: str, run_dir: str, *, resuming: bool) -> str | None:
+def open_run_dir(
+    logdir: str, run_dir: str, *, resuming: bool, next_free: bool = False
+) -> tuple[str, str | None]:
     """Creates a new run directory (atomically) or reopens one to resume, and takes its lock.
 
+    Args:
+      logdir: the parent directory.
+      run_dir: the directory chosen by :func:`choose_run_dir`.
+      resuming: reopen ``run_dir`` instead of creating it.
+      next_free: ``run_dir`` is a generated (timestamped) name: when another process created
+        it first (two runs started in the same second), take the next free suffix instead.
+
     Returns:
-      None, or a note naming the dead process whose lock was taken over.
+      ``(run_dir, note)``: the directory really opened, and None or a note naming the dead
+      process whose lock was taken over.
 
     Raises:
-      ConfigError: when another process just created the directory, or holds its lock.
+      ConfigError: when another process just created a directory the user named, or holds
+        its lock.
     """
     if not resuming:
         os.makedirs(logdir, exist_ok=True)
-        try:
-            os.mkdir(run_dir)  # atomic: of two runs starting under one name, one gets it
-        except FileExistsError:
-            raise ConfigError(
-                f"run directory {run_dir!r} was just created by another process; choose "
-                "another run_name"
-            ) from None
-    return RunLock(run_dir).acquire()
+        stem, suffix = run_dir, 1
+        while True:
+            try:
+                os.mkdir(run_dir)  # atomic: of two runs starting under one name, one gets it
+                break
+            except FileExistsError:
+                if not next_free:
+                    raise ConfigError(
+                        f"run directory {run_dir!r} was just created by another process; "
+                        "choose another run_name"
+                    ) from None
+                suffix += 1
+                run_dir = f"{stem}-{suffix}"
+    return run_dir, RunLock(run_dir).acquire()
 
 
 def install_sigterm(handler):

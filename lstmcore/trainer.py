@@ -253,6 +253,7 @@ class Trainer:
                 self.strategy,
                 lambda: runs.choose_run_dir(logdir, run_name, self.config, resume),
             )
+        self._generated_name = run_name is None and not self.resuming
         self.data_report = data_report
         self.train_arrays = monitor.as_arrays(data)
         self.validation_arrays = (
@@ -471,7 +472,14 @@ class Trainer:
             runs.check_iterator_checkpointable(self.iterator, name="data")
         if not self.context.is_chief:
             return  # the chief owns the run directory; the others save temporary checkpoints
-        took_over = runs.open_run_dir(self.logdir, self.run_dir, resuming=self.resuming)
+        # A generated name that another process took in the same second moves to the next
+        # suffix; not under several workers, which agreed on the chief's name already.
+        self.run_dir, took_over = runs.open_run_dir(
+            self.logdir,
+            self.run_dir,
+            resuming=self.resuming,
+            next_free=self._generated_name and not self.context.multi_worker,
+        )
         if took_over:
             log.info(f"lstmcore: {self.run_dir}: {took_over}")
         if self.context.is_chief:

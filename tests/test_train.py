@@ -436,3 +436,16 @@ def test_without_the_guard_a_non_finite_step_reaches_the_weights():
             progress=False,
         )
     assert not all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_two_runs_given_the_same_generated_name_both_start(tmp_path):
+    # Two processes that start in the same second choose the same timestamped name; the one
+    # that creates it second moves to the next suffix instead of failing.
+    from lstmcore import runs
+
+    stem = str(tmp_path / "run-20261202-000000")
+    first, _ = runs.open_run_dir(str(tmp_path), stem, resuming=False, next_free=True)
+    second, _ = runs.open_run_dir(str(tmp_path), stem, resuming=False, next_free=True)
+    assert (first, second) == (stem, stem + "-2")
+    with pytest.raises(lstmcore.ConfigError, match="just created by another process"):
+        runs.open_run_dir(str(tmp_path), stem, resuming=False)
