@@ -291,6 +291,7 @@ def test_a_validation_dataset_for_another_model_is_refused_before_any_write(tmp_
     assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.slow
 def test_a_tilde_in_logdir_means_the_home_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     history = lstmcore.train(
@@ -317,6 +318,7 @@ def test_an_unwritable_logdir_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_a_different_model_is_refused_naming_the_field(tmp_path):
     lstmcore.train(model(), (X, Y), steps=2, logdir=str(tmp_path), run_name="r", progress=False)
     other = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(5), keras.layers.Dense(1)])
@@ -388,6 +390,7 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, arguments, message", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_the_cli_prints_one_line_and_exits_2(tmp_path, name, arguments, message):
     csv = tmp_path / "series.csv"

@@ -109,6 +109,7 @@ def test_default_window_refuses_a_series_too_short_for_any_window():
         data.default_input_steps(30)
 
 
+@pytest.mark.slow
 def test_train_prints_and_logs_the_skill_against_the_baselines(tmp_path, capsys):
     t = np.arange(300, dtype=np.float32)
     windowed = data.windows(np.sin(t / 4), input_steps=8)

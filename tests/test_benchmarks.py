@@ -58,6 +58,7 @@ def test_peak_table_matches_h100_sxm_and_leaves_cpus_unknown():
     assert common.peak_tflops("CPU (2 cores, x86_64)") is None
 
 
+@pytest.mark.slow
 def test_throughput_smoke_writes_jsonl_markdown_and_events(tmp_path):
     rows = throughput.main(
         [
@@ -102,6 +103,7 @@ def test_throughput_smoke_writes_jsonl_markdown_and_events(tmp_path):
         assert (tmp_path / "throughput_t.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_vanishing_smoke_writes_profiles_tasks_and_plots(tmp_path):
     rows = vanishing.main(["--preset", "smoke", "--out", str(tmp_path), "--tag", "t"])
     preset = problems.VANISHING_PRESETS["smoke"]

@@ -16,6 +16,7 @@ def write_csv(path, rows=400):
     path.write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_train_on_a_csv_saves_a_model_that_loads(tmp_path, capsys):
     csv = tmp_path / "series.csv"
     write_csv(csv)
@@ -57,6 +58,7 @@ def test_train_on_a_csv_saves_a_model_that_loads(tmp_path, capsys):
     np.testing.assert_array_equal(steps, np.arange(6))
 
 
+@pytest.mark.slow
 def test_a_missing_column_prints_one_line_and_exits_2(tmp_path):
     csv = tmp_path / "series.csv"
     write_csv(csv, rows=50)
@@ -92,6 +94,7 @@ def test_a_bad_number_exits_2(capsys):
     assert "expected a positive integer, got '-3'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_shows_collapse_and_cure_in_runs_named_by_what_they_show(tmp_path, capsys):
     assert cli.main(["demo", "--logdir", str(tmp_path), "--steps", "120", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -132,6 +135,7 @@ def run_train(tmp_path, csv, *extra):
     )
 
 
+@pytest.mark.slow
 def test_train_ends_with_the_skill_against_the_baselines_on_both_splits(tmp_path, capsys):
     csv = tmp_path / "series.csv"
     write_csv(csv, rows=120)
@@ -150,6 +154,7 @@ def test_train_ends_with_the_skill_against_the_baselines_on_both_splits(tmp_path
     assert (ratio >= 1) == any("WORSE than persistence" in line for line in lines[-2:])
 
 
+@pytest.mark.slow
 def test_a_relative_target_mode_saves_a_model_that_predicts_levels(tmp_path):
     csv = tmp_path / "series.csv"
     write_csv(csv, rows=120)
@@ -178,6 +183,7 @@ def test_a_relative_target_mode_saves_a_model_that_predicts_levels(tmp_path):
     assert abs(float(model.predict(constant, verbose=0)[0, 0]) - 100.0) < 5.0
 
 
+@pytest.mark.slow
 def test_default_features_leave_unrelated_text_columns_alone(tmp_path):
     csv = tmp_path / "series.csv"
     rows = ["time,note,load"] + [f"{i},day {i},{100 + np.sin(i / 3):.3f}" for i in range(120)]

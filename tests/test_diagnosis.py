@@ -56,6 +56,7 @@ def codes(findings):
 # Scenarios: one planted cause each; it must be the top finding.
 
 
+@pytest.mark.slow
 def test_healthy_sine_forecast_has_no_finding():
     windows = lstm_data.windows(sine(), input_steps=16, horizon=1)
     model = lstm_model(16, 1, 1)
@@ -65,6 +66,7 @@ def test_healthy_sine_forecast_has_no_finding():
     assert dx.format_findings(findings) == "lstmcore diagnose: no problem found."
 
 
+@pytest.mark.slow
 def test_healthy_multi_feature_recall_has_no_finding():
     x = random_windows(1, features=2)
     y = (x[:, -3, 0] + 0.5 * x[:, -1, 1])[:, None]
@@ -78,6 +80,7 @@ def test_healthy_multi_feature_recall_has_no_finding():
     )
 
 
+@pytest.mark.slow
 def test_raw_inputs_in_the_thousands_are_flagged_first():
     windows = lstm_data.windows(5000 + 1000 * sine(), input_steps=16, horizon=1, normalize=None)
     model = lstm_model(16, 1, 1)
@@ -89,6 +92,7 @@ def test_raw_inputs_in_the_thousands_are_flagged_first():
     assert "collapsed_predictions" in codes(findings)
 
 
+@pytest.mark.slow
 def test_random_targets_are_reported_as_nothing_to_learn():
     x = random_windows(2)
     y = np.random.default_rng(3).normal(size=(400, 1)).astype(np.float32)
@@ -121,6 +125,7 @@ def test_a_scaler_fitted_on_all_rows_is_flagged_first():
     assert findings[0].code == "scaler_not_train_only"
 
 
+@pytest.mark.slow
 def test_twenty_training_windows_are_too_little_data():
     windows = lstm_data.windows(sine(72), input_steps=16, horizon=1, splits=(0.5, 0.25, 0.25))
     assert windows.report["splits"]["train"]["windows"] == 20
@@ -131,6 +136,7 @@ def test_twenty_training_windows_are_too_little_data():
     assert "20 training windows" in findings[0].evidence
 
 
+@pytest.mark.slow
 def test_two_hidden_units_are_too_little_capacity():
     x = random_windows(4)
     y = np.stack([x[:, -1 - k, 0] for k in range(1, 5)], axis=1)
@@ -143,6 +149,7 @@ def test_two_hidden_units_are_too_little_capacity():
     assert "the smallest LSTM has 2 units" in findings[0].evidence
 
 
+@pytest.mark.slow
 def test_a_learning_rate_of_1e_7_is_flagged_from_history_and_from_the_event_files(tmp_path):
     windows = lstm_data.windows(sine(), input_steps=16, horizon=1)
     model = lstm_model(16, 1, 1)
@@ -155,6 +162,7 @@ def test_a_learning_rate_of_1e_7_is_flagged_from_history_and_from_the_event_file
     assert "1e-05" in from_files[0].evidence
 
 
+@pytest.mark.slow
 def test_a_closed_forget_gate_on_a_long_lag_is_vanishing_gradients():
     x = random_windows(5, steps=20)
     y = x[:, 0, :].copy()

@@ -123,6 +123,7 @@ def test_a_budget_that_is_no_fraction_and_no_step_count_is_refused(budget):
 # The classic failing cases, end to end.
 
 
+@pytest.mark.slow
 def test_the_classic_two_sample_example_trains_and_is_diagnosed_without_a_crash():
     x = np.array([[1000, 2000, 3000], [4000, 5000, 6000]], np.float32)[..., None]
     y = np.array([1, 0], np.float32)

@@ -3,6 +3,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import json, os
@@ -76,6 +78,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_one_device_and_clips_the_aggregated_norm():
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT], check=False, capture_output=True, text=True, timeout=600

@@ -31,6 +31,7 @@ def test_dry_run_runs_every_benchmark_stage_and_writes_one_folder(tmp_path):
     assert summary["dry_run"] and [s["name"] for s in summary["stages"]] == list(stages)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(GPU, reason="checks the refusal on a machine without a GPU")
 def test_full_check_without_gpu_exits_pointing_to_dry_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -93,6 +93,7 @@ def test_mask_reaches_cudnn_as_lengths_behind_a_right_padding_check(fake_gpu):
     assert attrs["rnn_mode"].s == b"lstm" and not attrs["time_major"].b
 
 
+@pytest.mark.slow
 def test_go_backwards_with_mask_reverses_real_steps_for_cudnn(fake_gpu):
     run = forward_and_backward(LSTM(4, go_backwards=True, return_sequences=True))
     ops = traced_op_types(run, INPUTS, MASK)

@@ -48,6 +48,7 @@ def test_raw_inputs_give_the_same_findings_as_train():
     assert callback.notes == []
 
 
+@pytest.mark.slow
 def test_next_to_keras_tensorboard_the_probe_tags_and_findings_are_written(tmp_path):
     x, y = windows(scaled=True)
     callback = lstmcore_keras.Diagnose(
@@ -85,6 +86,7 @@ def test_next_to_keras_tensorboard_the_probe_tags_and_findings_are_written(tmp_p
     assert list((tmp_path / "train").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_two_raw_samples_with_labels_one_and_zero_fit_to_the_end_with_findings():
     x = np.array([[1000, 2000, 3000], [4000, 5000, 6000]], np.float32).reshape(2, 3, 1)
     y = np.array([1, 0])
@@ -100,6 +102,7 @@ def test_two_raw_samples_with_labels_one_and_zero_fit_to_the_end_with_findings()
     assert callback.notes == []
 
 
+@pytest.mark.slow
 def test_stop_on_high_stops_fit_after_its_first_call():
     x, y = windows(scaled=False)
     net = model()
@@ -110,6 +113,7 @@ def test_stop_on_high_stops_fit_after_its_first_call():
     assert "unnormalised_inputs" in callback.stopped
 
 
+@pytest.mark.slow
 def test_with_steps_per_execution_probes_run_at_the_end_of_the_call_reaching_their_step(
     tmp_path,
 ):
@@ -125,6 +129,7 @@ def test_with_steps_per_execution_probes_run_at_the_end_of_the_call_reaching_the
     assert int(net.optimizer.iterations.numpy()) == 20
 
 
+@pytest.mark.slow
 def test_fit_with_the_callback_ends_with_the_weights_of_fit_without_it():
     x, y = windows(scaled=True, samples=64)
     plain = model()
@@ -148,6 +153,7 @@ def test_targets_the_model_cannot_predict_stop_fit_with_trains_message():
     assert "targets have shape (3,) per sample but the model predicts (1,)" in str(from_fit.value)
 
 
+@pytest.mark.slow
 def test_a_mirrored_strategy_fit_is_probed(tmp_path):
     x, y = windows(scaled=True, samples=64)
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
@@ -202,6 +208,7 @@ def test_a_log_dir_that_is_a_file_is_refused_before_anything_is_written(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+@pytest.mark.slow
 def test_cli_diagnose_model_on_npz_names_the_cause(tmp_path, capsys):
     x, y = windows(scaled=False, samples=128)
     net = model()

@@ -91,6 +91,7 @@ def assert_all_close(actual, expected, atol):
         np.testing.assert_allclose(a.numpy(), e.numpy(), atol=atol, rtol=0, err_msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf_function"])
 @pytest.mark.parametrize(
     "mask_pattern", [None, RIGHT_PADDED, ANY_PATTERN], ids=["none", "right", "any"]
@@ -203,6 +204,7 @@ def test_reference_matches_keras_lstm(masked):
         np.testing.assert_allclose(actual.numpy(), np.asarray(wanted), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("name", ["reference", "cpu"])
 def test_gradient_matches_numerical_gradient(name, masked):
@@ -374,6 +376,7 @@ def test_available_kernels_lists_cudnn_only_with_gpu():
     assert ("cudnn" in names) == GPU
 
 
+@pytest.mark.slow
 def test_cpu_benchmark_smoke_runs():
     from benchmarks import cpu_kernel
 

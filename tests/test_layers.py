@@ -75,6 +75,7 @@ def test_outputs_and_states_match_keras_lstm(kernel, return_sequences, go_backwa
             np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masking", [False, True])
 @pytest.mark.parametrize("kernel", ["cpu", "xla"])
 def test_adam_training_losses_match_keras_lstm(kernel, masking):
@@ -318,6 +319,7 @@ def test_bidirectional_with_masks_gives_keras_outputs(kernel, return_sequences):
         np.testing.assert_array_equal(actual[0, 4:], 0.0)
 
 
+@pytest.mark.slow
 def test_bidirectional_trains_under_fit_like_keras_with_a_mask():
     inputs, targets = data()
     inputs[1, 3:] = 0.0
@@ -347,6 +349,7 @@ def test_bidirectional_trains_under_fit_like_keras_with_a_mask():
     assert losses[0][-1] < losses[0][0]
 
 
+@pytest.mark.slow
 def test_bidirectional_trains_under_lstmcore_train(tmp_path):
     import lstmcore
 

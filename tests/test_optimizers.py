@@ -37,6 +37,7 @@ def train_steps(model, optimizer, steps=6):
     return [float(step()) for _ in range(steps)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fused, stock",
     [
@@ -62,6 +63,7 @@ def test_fused_update_matches_keras(fused, stock):
     assert not np.allclose(make_model().get_weights()[0], model.get_weights()[0])
 
 
+@pytest.mark.slow
 def test_amsgrad_falls_back_to_keras_and_still_matches():
     reference, model = make_model(), make_model()
     expected = train_steps(reference, keras.optimizers.Adam(1e-2, amsgrad=True))
@@ -91,6 +93,7 @@ def test_optimizer_round_trips_through_keras_serialisation():
     assert again.get_config()["weight_decay"] == pytest.approx(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, fused", [("fused_adam", True), ("adam", False)])
 def test_train_uses_the_fused_adam_only_when_named(monkeypatch, name, fused):
     traced = []

@@ -52,6 +52,7 @@ def installed(tmp_path_factory):
     return target, tmp_path
 
 
+@pytest.mark.slow
 def test_a_regular_install_carries_kernels_and_benchmarks_inside_lstmcore(installed):
     target, tmp_path = installed
     assert (target / "lstmcore" / "kernels" / "__init__.py").exists()

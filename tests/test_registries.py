@@ -142,6 +142,7 @@ def recurrent_kernel(model):
     return next(v for v in model.trainable_variables if "recurrent_kernel" in v.path).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["name", "object"])
 def test_a_users_clipper_works_in_train(registered, how):
     model = make_model()
@@ -153,6 +154,7 @@ def test_a_users_clipper_works_in_train(registered, how):
     assert list(history["clipped"]) == [1.0] * 4
 
 
+@pytest.mark.slow
 def test_a_users_decay_and_optimizer_work_in_train(registered):
     history = train(
         make_model(), optimizer="momentum_sgd", learning_rate=0.2, decay="halve_midway", steps=8
@@ -161,6 +163,7 @@ def test_a_users_decay_and_optimizer_work_in_train(registered):
     assert len(registered) == 1 and int(registered[0].iterations.numpy()) == 8
 
 
+@pytest.mark.slow
 def test_train_accepts_a_keras_schedule_as_learning_rate():
     rate = keras.optimizers.schedules.PiecewiseConstantDecay([1], [0.3, 0.03])
     history = train(make_model(), learning_rate=rate, steps=3)
@@ -209,6 +212,7 @@ def test_for_training_accepts_numpy_scalars_and_refuses_bad_options():
         schedules.for_training(0.1, total_steps=10, decay=lambda s: 0.1)
 
 
+@pytest.mark.slow
 def test_a_reloaded_model_trains_on_at_the_scheduled_rate(tmp_path):
     # The bug this guards: the schedule reloaded from a saved model was a constant 0.0.
     model = make_model()

@@ -105,6 +105,7 @@ def reference(tmp_path_factory):
 
 # SIGKILL at a random moment is tests/test_kill_resume.py (and 30 tries in
 # benchmarks/kill_resume.py); here the preemption signal, which must save and exit cleanly.
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM])
 def test_a_killed_run_resumes_bit_identical(tmp_path, reference, stop_signal):
     reference_weights, reference_saved = reference
@@ -127,6 +128,7 @@ def test_a_killed_run_resumes_bit_identical(tmp_path, reference, stop_signal):
     assert steps == list(range(STEPS)) and count == STEPS
 
 
+@pytest.mark.slow
 def test_killed_while_saving_the_latest_checkpoint_is_always_loadable(tmp_path):
     for attempt in range(4):
         child = start(tmp_path, "run", f"out{attempt}.npz", resume=attempt > 0)
@@ -165,6 +167,7 @@ def small_data():
     return x, x[:, -1]
 
 
+@pytest.mark.slow
 def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path, caplog):
     options = checkpointed_run_options(tmp_path, steps=6)
     lstmcore.train(small_model(), small_data(), **options)
@@ -180,6 +183,7 @@ def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_with_a_warning
     np.testing.assert_array_equal(history["step"], [4, 5])
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_stops_with_an_error_naming_them(tmp_path):
     options = checkpointed_run_options(tmp_path, steps=4)
     lstmcore.train(small_model(), small_data(), **options)
@@ -190,6 +194,7 @@ def test_no_readable_checkpoint_stops_with_an_error_naming_them(tmp_path):
         lstmcore.train(small_model(), small_data(), resume=True, **options)
 
 
+@pytest.mark.slow
 def test_a_lost_pointer_file_never_restarts_from_scratch(tmp_path):
     options = checkpointed_run_options(tmp_path, steps=4)
     lstmcore.train(small_model(), small_data(), **options)
@@ -204,6 +209,7 @@ def nan_at(x, index):
     return x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("part", ["inputs", "targets"])
 def test_a_nan_batch_is_skipped_and_training_goes_on(part):
     x, y = small_data()
@@ -215,6 +221,7 @@ def test_a_nan_batch_is_skipped_and_training_goes_on(part):
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
+@pytest.mark.slow
 def test_persistent_nan_ends_with_an_error_naming_step_and_cause():
     x, y = small_data()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).take(2)
@@ -228,6 +235,7 @@ def test_persistent_nan_ends_with_an_error_naming_step_and_cause():
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("own_optimizer", [False, True], ids=["adam", "keras-adam-instance"])
 def test_restore_mode_reloads_the_last_checkpoint_and_halves_the_learning_rate(
     tmp_path, own_optimizer
@@ -311,6 +319,7 @@ def inf_loss_on_calls(first_call, last_call=None):
     return loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [12, 8], ids=["checkpoint-boundary", "end-of-run"])
 def test_restore_mode_restores_at_every_flush_boundary_with_the_default_flush_every(
     tmp_path, steps
@@ -522,6 +531,7 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, finished, capsys):
     assert "took over the lock of pid" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field", ["targets", "inputs"])
 def test_a_batch_whose_shape_changes_stops_the_run_there_unapplied(tmp_path, field):
     x, y = small_data()

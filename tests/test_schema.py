@@ -21,6 +21,7 @@ def make_data(n=10):
     return x, x[:, -1, :1].copy()
 
 
+@pytest.mark.slow
 def test_the_step_returns_exactly_the_schema_single_and_multi_step():
     model = make_model()
     optimizer = keras.optimizers.Adam(1e-3)

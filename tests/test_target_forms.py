@@ -14,6 +14,7 @@ def zero_head(model):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["level", "change", "window_norm"])
 def test_a_forecaster_in_each_form_saves_and_loads_with_the_same_predictions(tmp_path, mode):
     model = models.forecaster(6, 2, 3, units=4, target_mode=mode, target_features=[1], horizon=3)

@@ -48,6 +48,7 @@ def finished_run(tmp_path):
     return tmp_path, history
 
 
+@pytest.mark.slow
 def test_tensorboard_serves_scalars_layout_and_hparams(finished_run):
     logdir, history = finished_run
     port = free_port()

@@ -32,6 +32,7 @@ def weights(model):
     return [w.copy() for w in model.get_weights()]
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss_and_records_every_step(tmp_path):
     history = lstmcore.train(
         make_model(),
@@ -50,6 +51,7 @@ def test_training_reduces_the_loss_and_records_every_step(tmp_path):
     assert "grad_norm/lstm/recurrent_kernel/f" in history.layer_grad_norm_tags
 
 
+@pytest.mark.slow
 def test_gate_block_norms_add_up_to_the_variable_norm():
     history = lstmcore.train(make_model(), make_data(), steps=3, logdir=None, progress=False)
     tags = history.layer_grad_norm_tags
@@ -80,6 +82,7 @@ def test_the_step_is_traced_once_even_with_a_smaller_last_batch():
     assert int(optimizer.iterations) == 6
 
 
+@pytest.mark.slow
 def test_steps_per_execution_gives_the_same_run_and_logs_every_step(tmp_path):
     # 4 epochs of 4 batches, validation every 3 steps and probes every 5: the 5-step calls
     # must stop at each of those steps so that validation sees the same weights.
@@ -115,6 +118,7 @@ def test_steps_per_execution_gives_the_same_run_and_logs_every_step(tmp_path):
     np.testing.assert_array_equal(logged_steps, np.arange(16))
 
 
+@pytest.mark.slow
 def test_steps_per_execution_calls_stop_at_checkpoints_and_resume_exactly(tmp_path):
     options = {
         "epochs": 3,
@@ -153,6 +157,7 @@ def test_steps_per_execution_calls_stop_at_checkpoints_and_resume_exactly(tmp_pa
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_warmup_learning_rate_is_logged_per_step():
     history = lstmcore.train(
         make_model(),
@@ -169,6 +174,7 @@ def test_warmup_learning_rate_is_logged_per_step():
     )
 
 
+@pytest.mark.slow
 def test_clip_norm_bounds_every_applied_update():
     history = lstmcore.train(
         make_model(),
@@ -185,6 +191,7 @@ def test_clip_norm_bounds_every_applied_update():
     np.testing.assert_allclose(history["clip_fraction"], 1.0)
 
 
+@pytest.mark.slow
 def test_clip_none_changes_nothing_but_measures():
     history = lstmcore.train(
         make_model(), make_data(), steps=4, clip=None, logdir=None, progress=False
@@ -215,6 +222,7 @@ def test_non_finite_steps_leave_weights_and_slots_bitwise_unchanged():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_does_no_extra_steps(tmp_path):
     options = {
         "steps": 4,
@@ -233,6 +241,7 @@ def test_resuming_a_finished_run_does_no_extra_steps(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_where_it_stopped(tmp_path):
     full = make_model()
     lstmcore.train(
@@ -292,6 +301,7 @@ class _loss_that_fails_at:
         return loss * scale
 
 
+@pytest.mark.slow
 def test_run_directories_are_never_overwritten(tmp_path):
     # No probes or diagnosis: the run directories are what is tested.
     quick = {"steps": 2, "logdir": str(tmp_path), "progress": False, "check": False}
